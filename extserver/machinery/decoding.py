@@ -1,0 +1,136 @@
+"""Decoding request bodies into versioned models: media types, GVK checks,
+``fieldValidation`` (Strict / Warn / Ignore) for unknown and duplicate fields."""
+from __future__ import annotations
+
+import json
+import types
+import typing
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from . import errors as E
+
+
+def parse_body(data: bytes, kind: str) -> tuple[Any, list[str]]:
+    """Parse JSON or YAML; returns (document, duplicate-field paths)."""
+    try:
+        if kind == "yaml" or kind == "apply":
+            doc = yaml.safe_load(data.decode("utf-8"))
+            return doc, []
+        try:
+            return orjson.loads(data), _duplicates(data)
+        except orjson.JSONDecodeError as e:
+            raise ValueError(str(e)) from None
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise E.BadRequest(f"the object provided is unrecognized: invalid body: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _duplicates(data: bytes) -> list[str]:
+    """Paths of duplicate keys (only checked when the bytes could hold one)."""
+    dups: list[str] = []
+
+    def hook(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                dups.append(k)
+            seen.add(k)
+        return dict(pairs)
+
+    # a cheap pre-check: most bodies are small; parse twice only then
+    if len(data) > 1 << 20:
+        return []
+    json.loads(data, object_pairs_hook=hook)
+    return dups
+
+
+@lru_cache(maxsize=None)
+def _field_tree(model: type[BaseModel]) -> dict[str, Any]:
+    """alias -> nested model class (or 'any' for free-form, or None for scalars)."""
+    tree: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        alias = f.alias or name
+        tree[alias] = _shape(f.annotation)
+    return tree
+
+
+def _shape(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        shapes = [_shape(a) for a in typing.get_args(tp) if a is not type(None)]
+        return shapes[0] if len(shapes) == 1 else "any"
+    if origin in (list, tuple, set, frozenset):
+        args = typing.get_args(tp)
+        return ("list", _shape(args[0])) if args else "any"
+    if origin is dict:
+        return "any"
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp.model_config.get("extra") == "allow":
+            return "any"
+        return tp
+    if origin is typing.Annotated:
+        return _shape(typing.get_args(tp)[0])
+    return None
+
+
+def unknown_fields(model: type[BaseModel], doc: Any, path: str = "") -> list[str]:
+    """Paths of fields in ``doc`` that ``model`` does not declare."""
+    out: list[str] = []
+    if not isinstance(doc, dict):
+        return out
+    tree = _field_tree(model)
+    for k, v in doc.items():
+        p = f"{path}.{k}" if path else k
+        if k not in tree:
+            out.append(p)
+            continue
+        _walk(tree[k], v, p, out)
+    return out
+
+
+def _walk(shape: Any, v: Any, p: str, out: list[str]) -> None:
+    if shape is None or shape == "any":
+        return
+    if isinstance(shape, tuple):
+        if isinstance(v, list):
+            for i, item in enumerate(v):
+                _walk(shape[1], item, f"{p}[{i}]", out)
+        return
+    out.extend(unknown_fields(shape, v, p))
+
+
+def validation_message(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def decode_versioned(model: type[BaseModel], doc: dict, *, kind: str, version: str,
+                     field_validation: str, dups: list[str]) -> tuple[BaseModel, list[str]]:
+    """Validate ``doc`` into ``model``; returns (object, warnings). Raises 400 on type
+    errors and, with Strict, on unknown or duplicate fields (kube's messages)."""
+    warnings: list[str] = []
+    if field_validation != "Ignore":
+        problems = [f'unknown field "{p}"' for p in unknown_fields(model, doc)]
+        problems += [f'duplicate field "{d}"' for d in dups]
+        if problems:
+            if field_validation == "Strict":
+                raise E.BadRequest(f'{kind} in version "{version}" cannot be handled as a {kind}: '
+                                   f'strict decoding error: {", ".join(problems)}')
+            warnings.extend(problems)
+    try:
+        obj = model.model_validate(doc)
+    except ValidationError as e:
+        raise E.BadRequest(f'{kind} in version "{version}" cannot be handled as a {kind}: '
+                           f'{validation_message(e)}') from None
+    return obj, warnings

@@ -1,0 +1,524 @@
+"""The generic registry Store (as ``k8s.io/apiserver/pkg/registry/generic/registry.Store``):
+turns API verbs into storage operations, running the strategy hooks and admission.
+
+It speaks internal (hub) objects and :class:`KeyValue` records; the handlers decide the
+wire form (see :mod:`extserver.registry.codec`)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import string
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import orjson
+
+from ..api import AdmissionAttributes, Resource
+from ..machinery import errors as E
+from ..machinery.meta import KubeObject, now_rfc3339
+from ..machinery.selectors import FieldSelector, LabelSelector
+from ..machinery.validation import validate_object_meta, validate_object_meta_update
+from ..storage.interface import (Backend, Compacted, Event, FutureRevision, KeyExists, KeyNotFound,
+                                 KeyValue, RevisionMismatch)
+from .codec import Codec
+
+_NAME_CHARS = string.ascii_lowercase + string.digits
+# kube's SimpleNameGenerator: 5 random chars from an alphabet without vowels
+_GEN_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MAX_GENERATE_NAME_BASE = 63 - 5
+FOREGROUND = "foregroundDeletion"
+ORPHAN = "orphan"
+
+
+def generate_name(base: str) -> str:
+    if len(base) > MAX_GENERATE_NAME_BASE:
+        base = base[:MAX_GENERATE_NAME_BASE]
+    return base + "".join(secrets.choice(_GEN_ALPHABET) for _ in range(5))
+
+
+@dataclass(slots=True)
+class ListOptions:
+    label_selector: LabelSelector | None = None
+    field_selector: FieldSelector | None = None
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+
+
+@dataclass(slots=True)
+class ListResult:
+    items: list[KeyValue]
+    revision: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    kv: KeyValue | None
+    revision: int
+
+
+@dataclass(slots=True)
+class DeleteOptions:
+    preconditions_uid: str | None = None
+    preconditions_rv: str | None = None
+    propagation_policy: str | None = None
+    grace_period_seconds: int | None = None
+    dry_run: bool = False
+
+
+class Registry:
+    """One resource's store on one backend."""
+
+    def __init__(self, resource: Resource, backend: Backend, *, admission=None, server=None):
+        self.resource = resource
+        self.backend = backend
+        self.codec = Codec(resource)
+        self.strategy = resource.strategy
+        self.admission = admission  # callable(attrs, phase) or None
+        self.server = server
+        self.group = resource.group.name
+        self.plural = resource.plural
+        self._base = f"/{self.group}/{self.plural}/"
+        self._supported_fields = {"metadata.name", "metadata.namespace", *self.strategy.selectable_field_names}
+
+    # --- keys ---------------------------------------------------------------------------
+    def key(self, namespace: str, name: str) -> str:
+        if self.resource.namespaced:
+            return f"{self._base}{namespace}/{name}"
+        return self._base + name
+
+    def prefix(self, namespace: str) -> str:
+        if self.resource.namespaced and namespace:
+            return f"{self._base}{namespace}/"
+        return self._base
+
+    # --- errors -------------------------------------------------------------------------
+    def not_found(self, name: str) -> E.NotFound:
+        return E.NotFound(self.group, self.plural, name)
+
+    def conflict(self, name: str, detail: str = E.Conflict.OPTIMISTIC_LOCK) -> E.Conflict:
+        return E.Conflict(self.group, self.plural, name, detail)
+
+    def invalid(self, name: str, errs) -> E.Invalid:
+        return E.Invalid(self.group, self.resource.kind, name, errs)
+
+    # --- reads --------------------------------------------------------------------------
+    async def get(self, namespace: str, name: str, resource_version: str = "") -> KeyValue:
+        rev = 0
+        if resource_version not in ("", "0"):
+            rev = 0  # NotOlderThan semantics for get: the newest satisfies it
+            await self._check_not_future(_parse_rv(resource_version))
+        kv, _ = await self.backend.get(self.key(namespace, name), rev)
+        if kv is None:
+            raise self.not_found(name)
+        return kv
+
+    async def _check_not_future(self, rv: int) -> None:
+        cur = await self.backend.current_revision()
+        if rv > cur:
+            # kube waits up to 3 s for the cache to catch up, then answers 504
+            for _ in range(30):
+                await asyncio.sleep(0.1)
+                cur = await self.backend.current_revision()
+                if rv <= cur:
+                    return
+            raise E.ResourceVersionTooLarge(rv, cur)
+
+    def matches(self, kv: KeyValue, opts: ListOptions) -> bool:
+        ls, fs = opts.label_selector, opts.field_selector
+        if ls is not None and not ls.empty:
+            md = self.codec.storage_dict(kv).get("metadata") or {}
+            if not ls.matches(md.get("labels") or {}):
+                return False
+        if fs is not None and not fs.empty:
+            if not fs.matches(self.fields(kv)):
+                return False
+        return True
+
+    def fields(self, kv: KeyValue) -> dict[str, str]:
+        md = self.codec.storage_dict(kv).get("metadata") or {}
+        f = {"metadata.name": md.get("name", "")}
+        if self.resource.namespaced:
+            f["metadata.namespace"] = md.get("namespace", "")
+        if self.strategy.selectable_field_names:
+            f.update(self.strategy.selectable_fields(self.codec.hub(kv)))
+        return f
+
+    def check_field_selector(self, fs: FieldSelector | None) -> None:
+        if fs is not None and not fs.empty:
+            try:
+                fs.check_supported(self._supported_fields)
+            except ValueError as e:
+                raise E.BadRequest(f'{e}') from None
+
+    async def list(self, namespace: str, opts: ListOptions) -> ListResult:
+        """List with selectors, paging and resourceVersion semantics (SPEC §5 list)."""
+        self.check_field_selector(opts.field_selector)
+        prefix = self.prefix(namespace)
+        rev = 0
+        start = prefix
+        if opts.continue_token:
+            rev, start_rel = decode_continue(opts.continue_token)
+            start = prefix + start_rel
+        elif opts.resource_version not in ("", "0"):
+            want = _parse_rv(opts.resource_version)
+            if opts.resource_version_match == "Exact":
+                rev = want
+            else:
+                await self._check_not_future(want)
+        elif opts.resource_version_match not in ("", "NotOlderThan") and opts.resource_version == "":
+            raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
+                "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")])
+        # a single name in the field selector is a get (common: kubectl get fl x -w)
+        limit = opts.limit if opts.limit > 0 else 0
+        items: list[KeyValue] = []
+        selecting = (opts.label_selector is not None and not opts.label_selector.empty) or \
+                    (opts.field_selector is not None and not opts.field_selector.empty)
+        try:
+            while True:
+                want_n = 0 if limit == 0 else (limit - len(items)) + (0 if not selecting else 0)
+                r = await self.backend.range(prefix, start_key=start, limit=want_n, revision=rev)
+                rev = r.revision
+                for kv in r.kvs:
+                    if not selecting or self.matches(kv, opts):
+                        items.append(kv)
+                if limit == 0 or not r.more:
+                    return ListResult(items, rev)
+                last = r.kvs[-1].key if r.kvs else start
+                if len(items) >= limit:
+                    remaining = None
+                    if not selecting and r.count >= 0:
+                        remaining = max(r.count - len(r.kvs), 0) or None
+                    return ListResult(items[:limit], rev, encode_continue(rev, last[len(prefix):] + "\x00"),
+                                      remaining)
+                start = last + "\x00"
+        except Compacted as e:
+            if opts.continue_token:
+                raise E.Gone(E.EXPIRED_CONTINUE) from None
+            raise E.too_old_resource_version(e.requested, e.compacted) from None
+        except FutureRevision as e:
+            raise E.ResourceVersionTooLarge(e.requested, e.current) from None
+
+    async def list_hub(self, namespace: str = "") -> list[KubeObject]:
+        """All objects as hub objects (for admission plugins and providers)."""
+        r = await self.backend.range(self.prefix(namespace))
+        return [self.codec.hub(kv) for kv in r.kvs]
+
+    # --- writes -------------------------------------------------------------------------
+    async def _admit(self, op: str, obj, old, namespace: str, name: str, user, dry_run: bool,
+                     version: str, subresource: str = "") -> None:
+        if self.admission is None:
+            return
+        attrs = AdmissionAttributes(operation=op, group=self.group, version=version, resource=self.plural,
+                                    subresource=subresource, kind=self.resource.kind, namespace=namespace,
+                                    name=name, object=obj, old_object=old, user=user, dry_run=dry_run,
+                                    server=self.server)
+        await self.admission(attrs)
+
+    async def create(self, namespace: str, obj: KubeObject, *, user=None, dry_run: bool = False,
+                     version: str = "") -> tuple[KeyValue, list[str]]:
+        """Create ``obj`` (hub form). Returns the stored record (a synthetic one for dry-run)
+        and warnings."""
+        md = obj.metadata
+        if self.resource.namespaced:
+            md.namespace = namespace
+        else:
+            md.namespace = None
+        if not md.name and md.generate_name:
+            md.name = generate_name(md.generate_name)
+        # what the server owns
+        md.uid = str(uuid.uuid4())
+        md.creation_timestamp = now_rfc3339()
+        md.resource_version = None
+        md.generation = 1
+        md.deletion_timestamp = None
+        md.deletion_grace_period_seconds = None
+        md.self_link = None
+        if self.resource.has_status:
+            obj.status = type(obj.status)()  # status is written through the status subresource
+        self.strategy.prepare_for_create(obj)
+        await self._admit("CREATE", obj, None, namespace, md.name or "", user, dry_run, version)
+        errs = validate_object_meta(obj.metadata.to_wire(), namespaced=self.resource.namespaced)
+        errs += self.strategy.validate(obj)
+        if errs:
+            raise self.invalid(md.name or "", errs)
+        self.strategy.canonicalize(obj)
+        warnings = self.strategy.warnings_on_create(obj)
+        data = self.codec.encode_for_storage(obj)
+        key = self.key(namespace, md.name)
+        if dry_run:
+            kv, _ = await self.backend.get(key)
+            if kv is not None:
+                raise E.AlreadyExists(self.group, self.plural, md.name)
+            return KeyValue(key, data, 0, 0), warnings
+        try:
+            kv = await self.backend.create(key, data)
+        except KeyExists:
+            raise E.AlreadyExists(self.group, self.plural, md.name) from None
+        return kv, warnings
+
+    async def update(self, namespace: str, name: str,
+                     make: Callable[[KubeObject, KeyValue], Awaitable[KubeObject] | KubeObject],
+                     *, user=None, dry_run: bool = False, version: str = "", subresource: str = "",
+                     force_allow_create: bool = False, unconditional: bool = False,
+                     ) -> tuple[KeyValue, bool, list[str]]:
+        """GuaranteedUpdate: ``make(old_hub, old_kv)`` returns the new hub object (it may carry
+        ``metadata.resourceVersion`` as a precondition). Retries on a storage conflict when the
+        new object carries no resourceVersion; that is refused unless the strategy allows
+        unconditional updates or the caller (patch) re-derives the object on every attempt
+        (``unconditional``). Returns (record, created, warnings)."""
+        key = self.key(namespace, name)
+        for _attempt in range(64):
+            kv, _ = await self.backend.get(key)
+            if kv is None:
+                if (self.strategy.allow_create_on_update or force_allow_create) and not subresource:
+                    new = make(None, None)
+                    if asyncio.iscoroutine(new):
+                        new = await new
+                    if new.metadata.name and new.metadata.name != name:
+                        raise E.BadRequest("the name of the object does not match the name on the URL")
+                    new.metadata.name = name
+                    kv2, warnings = await self.create(namespace, new, user=user, dry_run=dry_run,
+                                                      version=version)
+                    return kv2, True, warnings
+                raise self.not_found(name)
+            old = self.codec.hub(kv)
+            new = make(old.model_copy(deep=True), kv)
+            if asyncio.iscoroutine(new):
+                new = await new
+            rv = new.metadata.resource_version
+            if not rv:
+                if not (self.strategy.allow_unconditional_update or unconditional):
+                    raise self.invalid(name, [E.invalid("metadata.resourceVersion", 0,
+                                                        "must be specified for an update")])
+            elif rv != str(kv.mod_revision):
+                raise self.conflict(name)
+            new.metadata.resource_version = str(kv.mod_revision)
+            if new.metadata.name != name:
+                raise E.BadRequest("the name of the object does not match the name on the URL") \
+                    if new.metadata.name else self.invalid(name, [E.required("metadata.name", "name or generateName is required")])
+            self._keep_server_fields(new, old)
+            if subresource == "status":
+                new = self._status_only(new, old)
+                self.strategy.prepare_for_status_update(new, old)
+            else:
+                if self.resource.has_status:
+                    new.status = old.status
+                self.strategy.prepare_for_update(new, old)
+                if _spec_of(new) != _spec_of(old):
+                    new.metadata.generation = (old.metadata.generation or 0) + 1
+            await self._admit("UPDATE", new, old, namespace, name, user, dry_run, version, subresource)
+            errs = validate_object_meta_update(new.metadata.to_wire(), old.metadata.to_wire())
+            errs += validate_object_meta(new.metadata.to_wire(), namespaced=self.resource.namespaced)
+            if subresource == "status":
+                errs += self.strategy.validate_status_update(new, old)
+            else:
+                errs += self.strategy.validate_update(new, old)
+            if errs:
+                raise self.invalid(name, errs)
+            self.strategy.canonicalize(new)
+            warnings = [] if subresource else self.strategy.warnings_on_update(new, old)
+            # an object being deleted whose last finalizer went away is deleted now
+            if new.metadata.deletion_timestamp and not new.metadata.finalizers:
+                if dry_run:
+                    return kv, False, warnings
+                try:
+                    _prev, _drev = await self.backend.delete(key, kv.mod_revision)
+                except RevisionMismatch:
+                    if rv:
+                        raise self.conflict(name) from None
+                    continue
+                except KeyNotFound:
+                    raise self.not_found(name) from None
+                return KeyValue(kv.key, self.codec.encode_for_storage(new), kv.create_revision, _drev), False, warnings
+            data = self.codec.encode_for_storage(new)
+            if data == kv.value:  # a no-op update writes nothing (as kube)
+                return kv, False, warnings
+            if dry_run:
+                return KeyValue(key, data, kv.create_revision, kv.mod_revision), False, warnings
+            try:
+                kv2 = await self.backend.update(key, data, kv.mod_revision)
+            except RevisionMismatch:
+                if rv:
+                    raise self.conflict(name) from None
+                continue
+            except KeyNotFound:
+                raise self.not_found(name) from None
+            return kv2, False, warnings
+        raise self.conflict(name, "too many retries")
+
+    @staticmethod
+    def _keep_server_fields(new: KubeObject, old: KubeObject) -> None:
+        n, o = new.metadata, old.metadata
+        n.uid = o.uid
+        n.creation_timestamp = o.creation_timestamp
+        n.generation = o.generation
+        n.deletion_grace_period_seconds = o.deletion_grace_period_seconds
+        n.namespace = o.namespace
+        n.self_link = None
+        if o.deletion_timestamp:
+            n.deletion_timestamp = o.deletion_timestamp
+        else:
+            n.deletion_timestamp = None
+        if not n.generate_name:
+            n.generate_name = o.generate_name
+
+    def _status_only(self, new: KubeObject, old: KubeObject) -> KubeObject:
+        """A status update changes status only (and may not touch spec or metadata)."""
+        out = old.model_copy(deep=True)
+        if self.resource.has_status:
+            out.status = new.status
+        out.metadata.resource_version = new.metadata.resource_version
+        return out
+
+    async def delete(self, namespace: str, name: str, opts: DeleteOptions, *, user=None,
+                     version: str = "") -> tuple[KeyValue, bool]:
+        """Delete; returns (record, deleted_now). With finalizers the object only gets a
+        deletionTimestamp and stays until the last finalizer is removed."""
+        key = self.key(namespace, name)
+        for _attempt in range(64):
+            kv, _ = await self.backend.get(key)
+            if kv is None:
+                raise self.not_found(name)
+            obj = self.codec.hub(kv)
+            md = obj.metadata
+            if opts.preconditions_uid is not None and opts.preconditions_uid != md.uid:
+                raise self.conflict(name, f"Precondition failed: UID in precondition: {opts.preconditions_uid}, "
+                                          f"UID in object meta: {md.uid}")
+            if opts.preconditions_rv is not None and opts.preconditions_rv != str(kv.mod_revision):
+                raise self.conflict(name, f"Precondition failed: ResourceVersion in precondition: "
+                                          f"{opts.preconditions_rv}, ResourceVersion in object meta: "
+                                          f"{kv.mod_revision}")
+            await self._admit("DELETE", None, obj, namespace, name, user, opts.dry_run, version)
+            finalizers = list(md.finalizers or [])
+            policy = opts.propagation_policy
+            if policy == "Foreground" and FOREGROUND not in finalizers:
+                finalizers.append(FOREGROUND)
+                if ORPHAN in finalizers:
+                    finalizers.remove(ORPHAN)
+            elif policy == "Orphan" and ORPHAN not in finalizers:
+                finalizers.append(ORPHAN)
+                if FOREGROUND in finalizers:
+                    finalizers.remove(FOREGROUND)
+            if finalizers:
+                if md.deletion_timestamp and finalizers == (md.finalizers or []):
+                    return kv, False  # already being deleted
+                md.finalizers = finalizers
+                if not md.deletion_timestamp:
+                    md.deletion_timestamp = now_rfc3339()
+                    md.deletion_grace_period_seconds = 0
+                data = self.codec.encode_for_storage(obj)
+                if opts.dry_run:
+                    return KeyValue(key, data, kv.create_revision, kv.mod_revision), False
+                try:
+                    kv2 = await self.backend.update(key, data, kv.mod_revision)
+                except RevisionMismatch:
+                    continue
+                return kv2, False
+            if opts.dry_run:
+                return kv, True
+            try:
+                prev, drev = await self.backend.delete(key, kv.mod_revision)
+            except RevisionMismatch:
+                continue
+            except KeyNotFound:
+                raise self.not_found(name) from None
+            return prev, True
+        raise self.conflict(name, "too many retries")
+
+    # --- watch --------------------------------------------------------------------------
+    async def watch(self, namespace: str, opts: ListOptions, *, send_initial_events: bool | None = None,
+                    ) -> AsyncIterator[WatchEvent]:
+        """Events for the collection: ADDED/MODIFIED/DELETED with selector transitions, and
+        a BOOKMARK(kv=None) after initial events when ``send_initial_events``."""
+        self.check_field_selector(opts.field_selector)
+        prefix = self.prefix(namespace)
+        rv = opts.resource_version
+        initial: list[KeyValue] = []
+        if send_initial_events or rv in ("", "0"):
+            if rv not in ("", "0") and send_initial_events:
+                await self._check_not_future(_parse_rv(rv))
+            r = await self.backend.range(prefix)
+            start = r.revision
+            initial = [kv for kv in r.kvs if self.matches(kv, opts)]
+        else:
+            start = _parse_rv(rv)
+            await self._check_not_future(start)
+        selecting = (opts.label_selector is not None and not opts.label_selector.empty) or \
+                    (opts.field_selector is not None and not opts.field_selector.empty)
+        stream = self.backend.watch(prefix, start)
+        try:
+            for kv in initial:
+                yield WatchEvent("ADDED", kv, kv.mod_revision)
+            if send_initial_events:
+                yield WatchEvent("BOOKMARK", None, start)
+            async for batch in stream:
+                for ev in batch:
+                    we = self._translate(ev, opts, selecting)
+                    if we is not None:
+                        yield we
+        except Compacted as e:
+            raise E.too_old_resource_version(e.requested, e.compacted) from None
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _translate(self, ev: Event, opts: ListOptions, selecting: bool) -> WatchEvent | None:
+        if ev.type == "DELETE":
+            if selecting and not self.matches(ev.kv, opts):
+                return None
+            return WatchEvent("DELETED", KeyValue(ev.kv.key, ev.kv.value, ev.kv.create_revision, ev.revision),
+                              ev.revision)
+        if not selecting:
+            return WatchEvent("ADDED" if ev.prev_kv is None else "MODIFIED", ev.kv, ev.revision)
+        cur = self.matches(ev.kv, opts)
+        prev = ev.prev_kv is not None and self.matches(ev.prev_kv, opts)
+        if cur and prev:
+            return WatchEvent("MODIFIED", ev.kv, ev.revision)
+        if cur:
+            return WatchEvent("ADDED", ev.kv, ev.revision)
+        if prev:
+            # leaving the selection: a DELETED carrying the new state, as kube's cacher does
+            return WatchEvent("DELETED", ev.kv, ev.revision)
+        return None
+
+
+def _spec_of(obj: KubeObject) -> bytes:
+    d = obj.model_dump(by_alias=True, exclude_none=True, exclude={"metadata", "status", "api_version", "kind"})
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+
+
+def _parse_rv(rv: str) -> int:
+    try:
+        n = int(rv)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise E.BadRequest(f'Invalid value: "{rv}": resourceVersion must be a non-negative integer') from None
+
+
+def encode_continue(rev: int, start: str) -> str:
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        pad = "=" * (-len(token) % 4)
+        d = orjson.loads(base64.urlsafe_b64decode(token + pad))
+        if d.get("v") != "meta.k8s.io/v1":
+            raise ValueError("unknown version")
+        rev, start = int(d["rv"]), str(d["start"])
+        if rev <= 0 or ".." in start or start.startswith("/"):
+            raise ValueError("bad continue token")
+        return rev, start
+    except Exception:
+        raise E.BadRequest("continue key is not valid: the continue token is malformed") from None

@@ -1,0 +1,601 @@
+"""Verb handlers for resource requests (as ``k8s.io/apiserver/pkg/endpoints/handlers``):
+decode + negotiate -> registry (strategy, admission, storage) -> encode."""
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import random
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from ..api import ServedVersion
+from ..machinery import errors as E
+from ..machinery import negotiation as N
+from ..machinery.decoding import decode_versioned, parse_body
+from ..machinery.humanize import human_duration
+from ..machinery.meta import parse_rfc3339
+from ..machinery.patch import (apply_json_patch, apply_merge_patch, decode_json_patch, decode_merge_patch,
+                               decode_strategic_merge_patch, strategic_merge_patch)
+from ..machinery.selectors import FieldSelector, LabelSelector
+from ..machinery.validation import validate_path_segment_name
+from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent
+from ..storage.interface import KeyValue
+from ..filters.requestinfo import RequestInfo
+
+STATUS_SUCCESS_KIND = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+
+
+class HandlerConfig:
+    def __init__(self, *, max_body_bytes: int = 3 * 1024 * 1024, min_request_timeout: float = 1800.0,
+                 bookmark_interval: float = 60.0):
+        self.max_body_bytes = max_body_bytes
+        self.min_request_timeout = min_request_timeout
+        self.bookmark_interval = bookmark_interval
+
+
+def _q(request: web.Request, name: str, default: str = "") -> str:
+    return request.query.get(name, default)
+
+
+def _bool(v: str) -> bool:
+    return v.lower() in ("1", "true")
+
+
+def dump(doc: Any, out: N.Output) -> bytes:
+    if out.media == "yaml":
+        return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
+    if out.pretty:
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    return orjson.dumps(doc)
+
+
+def respond(doc: Any, out: N.Output, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    resp = web.Response(body=dump(doc, out), status=status, content_type=out.content_type)
+    add_warnings(resp, warnings)
+    return resp
+
+
+def add_warnings(resp: web.StreamResponse, warnings: list[str] | None) -> None:
+    for w in warnings or ():
+        resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+
+
+class ResourceHandler:
+    """All verbs of one resource at one version."""
+
+    def __init__(self, registry: Registry, sv: ServedVersion, config: HandlerConfig):
+        self.registry = registry
+        self.sv = sv
+        self.codec = registry.codec
+        self.config = config
+        self.res = registry.resource
+        self.strategy = registry.strategy
+        self._list_head = ('{"apiVersion":"%s","kind":"%s","metadata":' % (sv.api_version, sv.list_kind)).encode()
+
+    # --- entry --------------------------------------------------------------------------
+    async def handle(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+        res = self.res
+        if info.namespace and not res.namespaced:
+            raise E.PathNotFound()
+        if res.namespaced and not info.namespace and info.name:
+            raise E.PathNotFound()
+        if info.name:
+            errs = validate_path_segment_name(info.name, False)
+            if errs:
+                raise E.BadRequest(f'invalid resource name "{info.name}": [{", ".join(errs)}]')
+        if info.namespace:
+            errs = validate_path_segment_name(info.namespace, False)
+            if errs:
+                raise E.BadRequest(f'invalid namespace "{info.namespace}": [{", ".join(errs)}]')
+        if info.subresource and (info.subresource not in res.subresources or len(info.parts) > 3):
+            raise E.PathNotFound()
+        verb = info.verb
+        if verb not in res.verbs and verb not in ("get", "list", "watch"):
+            raise E.MethodNotSupported(self.registry.group, res.plural, verb)
+        if info.subresource == "status" and verb not in ("get", "update", "patch"):
+            raise E.MethodNotSupported(self.registry.group, res.plural + "/status", verb)
+        pretty = _bool(_q(request, "pretty", "false"))
+        if verb == "get":
+            return await self.get(request, info, pretty)
+        if verb == "list":
+            return await self.list(request, info, pretty)
+        if verb == "watch":
+            return await self.watch(request, info)
+        if verb in ("update", "patch") and not info.name:
+            raise E.MethodNotSupported(self.registry.group, res.plural, verb)
+        if verb == "create":
+            if info.name:
+                raise E.MethodNotSupported(self.registry.group, res.plural, "create")
+            return await self.create(request, info, user, pretty)
+        if verb == "update":
+            return await self.update(request, info, user, pretty)
+        if verb == "patch":
+            return await self.patch(request, info, user, pretty)
+        if verb == "delete":
+            return await self.delete(request, info, user, pretty)
+        if verb == "deletecollection":
+            return await self.delete_collection(request, info, user, pretty)
+        raise E.MethodNotSupported(self.registry.group, res.plural, verb)
+
+    # --- encoding -----------------------------------------------------------------------
+    def _object_response(self, request: web.Request, kv: KeyValue, pretty: bool, status: int = 200,
+                         warnings: list[str] | None = None, out: N.Output | None = None) -> web.Response:
+        out = out or N.negotiate(request.headers.get("Accept"), pretty=pretty,
+                                 allowed_conv=("Table", "PartialObjectMetadata"))
+        if out.conv == "" and out.media == "json" and not out.pretty:
+            body = self.codec.versioned_bytes(kv, self.sv.version)
+            resp = web.Response(body=body, status=status, content_type=N.JSON)
+            add_warnings(resp, warnings)
+            return resp
+        return respond(self._convert_one(kv, out, request), out, status, warnings)
+
+    def _convert_one(self, kv: KeyValue, out: N.Output, request: web.Request) -> dict:
+        if out.conv == "PartialObjectMetadata":
+            return self._pom(kv, out.conv_version)
+        if out.conv == "Table":
+            return self._table([kv], str(kv.mod_revision), "", out, request)
+        return self.codec.versioned_dict(kv, self.sv.version)
+
+    def _pom(self, kv: KeyValue, v: str = "v1") -> dict:
+        return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{v}",
+                "metadata": self.codec.metadata(kv)}
+
+    def _table(self, kvs: list[KeyValue], rv: str, cont: str, out: N.Output, request: web.Request,
+               remaining: int | None = None, headers: bool = True) -> dict:
+        cols = self.strategy.table_columns()
+        include = _q(request, "includeObject", "Metadata")
+        now = _dt.datetime.now(_dt.timezone.utc)
+        rows = []
+        for kv in kvs:
+            hub = self.codec.hub(kv)
+            cells = []
+            for c in cols:
+                v = c.value(hub)
+                if c.format == "age":
+                    v = human_duration((now - parse_rfc3339(v)).total_seconds()) if v else "<unknown>"
+                cells.append(v)
+            row: dict[str, Any] = {"cells": cells}
+            if include == "Object":
+                row["object"] = self.codec.versioned_dict(kv, self.sv.version)
+            elif include != "None":
+                row["object"] = self._pom(kv, out.conv_version)
+            rows.append(row)
+        md: dict[str, Any] = {"resourceVersion": rv}
+        if cont:
+            md["continue"] = cont
+        if remaining:
+            md["remainingItemCount"] = remaining
+        t: dict[str, Any] = {"kind": "Table", "apiVersion": f"meta.k8s.io/{out.conv_version}", "metadata": md}
+        if headers:
+            t["columnDefinitions"] = [
+                {"name": c.name, "type": c.type, "format": "" if c.format == "age" else c.format,
+                 "description": c.description, "priority": c.priority} for c in cols]
+        else:
+            t["columnDefinitions"] = None
+        t["rows"] = rows
+        return t
+
+    # --- reads --------------------------------------------------------------------------
+    async def get(self, request: web.Request, info: RequestInfo, pretty: bool) -> web.Response:
+        out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
+                          allowed_conv=("Table", "PartialObjectMetadata"))
+        kv = await self.registry.get(info.namespace, info.name, _q(request, "resourceVersion"))
+        return self._object_response(request, kv, pretty, out=out)
+
+    def _list_options(self, request: web.Request, info: RequestInfo) -> ListOptions:
+        ls = fs = None
+        sel = _q(request, "labelSelector")
+        if sel:
+            try:
+                ls = LabelSelector.parse(sel)
+            except ValueError as e:
+                raise E.BadRequest(f"unable to parse requirement: {e}" if "unable to parse" not in str(e) else str(e)) from None
+        fsel = _q(request, "fieldSelector")
+        if info.name:  # a watch on one object
+            fsel = f"metadata.name={info.name}" + ("," + fsel if fsel else "")
+        if fsel:
+            try:
+                fs = FieldSelector.parse(fsel)
+            except ValueError as e:
+                raise E.BadRequest(str(e)) from None
+        limit = 0
+        if _q(request, "limit"):
+            try:
+                limit = int(_q(request, "limit"))
+            except ValueError:
+                raise E.BadRequest(f'invalid limit: "{_q(request, "limit")}"') from None
+        rvm = _q(request, "resourceVersionMatch")
+        if rvm not in ("", "NotOlderThan", "Exact"):
+            raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.not_supported(
+                "resourceVersionMatch", rvm, ["Exact", "NotOlderThan", ""])])
+        opts = ListOptions(ls, fs, max(limit, 0), _q(request, "continue"), _q(request, "resourceVersion"), rvm)
+        if opts.continue_token and opts.resource_version not in ("", "0"):
+            raise E.BadRequest('specifying resource version is not allowed when using continue')
+        if rvm and not opts.resource_version:
+            raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
+                "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")])
+        if rvm == "Exact" and opts.resource_version == "0":
+            raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
+                "resourceVersionMatch", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')])
+        return opts
+
+    async def list(self, request: web.Request, info: RequestInfo, pretty: bool) -> web.Response:
+        out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
+                          allowed_conv=("Table", "PartialObjectMetadataList"))
+        opts = self._list_options(request, info)
+        r = await self.registry.list(info.namespace, opts)
+        rv = str(r.revision)
+        if out.conv == "Table":
+            return respond(self._table(r.items, rv, r.continue_token, out, request, r.remaining), out)
+        md: dict[str, Any] = {"resourceVersion": rv}
+        if r.continue_token:
+            md["continue"] = r.continue_token
+        if r.remaining:
+            md["remainingItemCount"] = r.remaining
+        if out.conv == "PartialObjectMetadataList":
+            doc = {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{out.conv_version}",
+                   "metadata": md, "items": [self._pom(kv, out.conv_version) for kv in r.items]}
+            return respond(doc, out)
+        if out.media == "json" and not out.pretty:
+            v = self.sv.version
+            vb = self.codec.versioned_bytes
+            body = b"".join((self._list_head, orjson.dumps(md), b',"items":[',
+                             b",".join([vb(kv, v) for kv in r.items]), b"]}"))
+            return web.Response(body=body, content_type=N.JSON)
+        doc = {"apiVersion": self.sv.api_version, "kind": self.sv.list_kind, "metadata": md,
+               "items": [self.codec.versioned_dict(kv, self.sv.version) for kv in r.items]}
+        return respond(doc, out)
+
+    async def watch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        out = N.negotiate(request.headers.get("Accept"), allowed_conv=("Table", "PartialObjectMetadata"))
+        opts = self._list_options(request, info)
+        opts.limit = 0
+        bookmarks = _bool(_q(request, "allowWatchBookmarks", "false"))
+        sie = _q(request, "sendInitialEvents")
+        send_initial = None
+        if sie:
+            send_initial = _bool(sie)
+            if send_initial and (opts.resource_version_match != "NotOlderThan" or not bookmarks):
+                raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
+                    "sendInitialEvents", "sendInitialEvents is forbidden for watch unless the WatchList "
+                    "feature gate is enabled and resourceVersionMatch is set to NotOlderThan and "
+                    "allowWatchBookmarks is set to true")]) if opts.resource_version_match != "NotOlderThan" \
+                    else E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
+                        "allowWatchBookmarks", "allowWatchBookmarks must be set to true when sendInitialEvents is set")])
+        ts = _q(request, "timeoutSeconds")
+        if ts:
+            try:
+                timeout = float(int(ts))
+            except ValueError:
+                raise E.BadRequest(f'invalid timeoutSeconds: "{ts}"') from None
+        else:
+            m = self.config.min_request_timeout
+            timeout = m * (1 + random.random())
+        events = self.registry.watch(info.namespace, opts, send_initial_events=send_initial)
+        resp = web.StreamResponse(status=200)
+        resp.content_type = out.content_type if out.media == "json" else N.JSON
+        resp.headers["Transfer-Encoding"] = "chunked"
+        resp.headers["Cache-Control"] = "no-cache, private"
+        server = request.app.get("server")
+        await resp.prepare(request)
+        last_rv = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        it = events.__aiter__()
+        nxt: asyncio.Future | None = None
+        closing = server.shutdown_event if server is not None else None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                if nxt is None:
+                    nxt = asyncio.ensure_future(it.__anext__())
+                waiters = [nxt]
+                if closing is not None:
+                    cw = asyncio.ensure_future(closing.wait())
+                    waiters.append(cw)
+                done, _ = await asyncio.wait(waiters, timeout=min(remaining, self.config.bookmark_interval))
+                if closing is not None:
+                    if not cw.done():
+                        cw.cancel()
+                    elif nxt not in done:
+                        break  # the server is shutting down: end the watch cleanly
+                if nxt not in done:
+                    if bookmarks and last_rv:
+                        await resp.write(self._bookmark(last_rv, out, initial_end=False))
+                    continue
+                try:
+                    ev: WatchEvent = nxt.result()
+                except StopAsyncIteration:
+                    break
+                nxt = None
+                last_rv = max(last_rv, ev.revision)
+                if ev.type == "BOOKMARK":
+                    if bookmarks:
+                        await resp.write(self._bookmark(ev.revision, out, initial_end=True))
+                    continue
+                await resp.write(self._event_bytes(ev, out, request))
+        except E.StatusError as e:
+            await resp.write(orjson.dumps({"type": "ERROR", "object": e.status()}) + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        finally:
+            if nxt is not None and not nxt.done():
+                nxt.cancel()
+            try:
+                await events.aclose()
+            except Exception:
+                pass
+        try:
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass
+        return resp
+
+    def _bookmark(self, rv: int, out: N.Output, initial_end: bool) -> bytes:
+        md: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
+        if initial_end:
+            md["annotations"] = {"k8s.io/initial-events-end": "true"}
+        if out.conv:
+            obj = {"kind": "PartialObjectMetadata" if out.conv != "Table" else "Table",
+                   "apiVersion": f"meta.k8s.io/{out.conv_version}", "metadata": md}
+        else:
+            obj = {"kind": self.sv.kind, "apiVersion": self.sv.api_version, "metadata": md}
+        return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+    def _event_bytes(self, ev: WatchEvent, out: N.Output, request: web.Request) -> bytes:
+        kv = ev.kv
+        if out.conv == "":
+            # serialized once per (object revision, version) however many watchers get it
+            return b'{"type":"%s","object":%s}\n' % (ev.type.encode(),
+                                                      self.codec.versioned_bytes(kv, self.sv.version))
+        if out.conv == "Table":
+            obj = self._table([kv], str(ev.revision), "", out, request, headers=False)
+        else:
+            obj = self._pom(kv, out.conv_version)
+        return orjson.dumps({"type": ev.type, "object": obj}) + b"\n"
+
+    # --- writes -------------------------------------------------------------------------
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise E.RequestEntityTooLarge(limit)
+        chunks = []
+        total = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            total += len(chunk)
+            if total > limit:
+                raise E.RequestEntityTooLarge(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _dry_run(self, request: web.Request) -> bool:
+        vals = request.query.getall("dryRun", [])
+        for v in vals:
+            if v != "All":
+                raise E.BadRequest(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+        return bool(vals)
+
+    def _field_validation(self, request: web.Request) -> str:
+        fv = _q(request, "fieldValidation", "Warn") or "Warn"
+        if fv not in ("Strict", "Warn", "Ignore"):
+            raise E.BadRequest(f'fieldValidation: Unsupported value: "{fv}": supported values: '
+                               f'"Ignore", "Strict", "Warn"')
+        return fv
+
+    def _check_field_manager(self, request: web.Request) -> None:
+        fm = _q(request, "fieldManager")
+        if len(fm) > 128:
+            raise E.Invalid("meta.k8s.io", "PatchOptions", "", [E.too_long("fieldManager", fm, 128)])
+
+    def _decode(self, doc: Any, *, fv: str, dups: list[str], info: RequestInfo):
+        """Versioned dict -> (hub object, warnings) with GVK checks, field validation and
+        per-version defaulting."""
+        sv = self.sv
+        if not isinstance(doc, dict):
+            raise E.BadRequest("the object provided is unrecognized: expected a JSON object")
+        api_version, kind = doc.get("apiVersion"), doc.get("kind")
+        if not api_version and not kind:
+            doc = dict(doc, apiVersion=sv.api_version, kind=sv.kind)
+        elif not kind:
+            raise E.BadRequest("Object 'Kind' is missing in '" + orjson.dumps(doc).decode()[:200] + "'")
+        elif not api_version:
+            raise E.BadRequest("Object 'apiVersion' is missing in '" + orjson.dumps(doc).decode()[:200] + "'")
+        elif api_version != sv.api_version or kind != sv.kind:
+            target = None
+            if kind == sv.kind and "/" in str(api_version):
+                g, v = str(api_version).split("/", 1)
+                if g == sv.group and v in self.res.versions:
+                    target = self.res.versions[v]
+            if target is None:
+                if kind != sv.kind:
+                    raise E.BadRequest(f"the object provided is unrecognized: {kind} in version "
+                                       f'"{api_version}" is not the kind this endpoint serves ({sv.kind})'
+                                       if not self._known(api_version, kind) else
+                                       f'the API version in the data ({api_version}) does not match the '
+                                       f'expected API version ({sv.api_version})')
+                raise E.BadRequest(f'the API version in the data ({api_version}) does not match the '
+                                   f'expected API version ({sv.api_version})')
+            sv = target  # another served version of the same kind: convert through the hub
+        obj, warnings = decode_versioned(sv.model, doc, kind=sv.kind, version=sv.version,
+                                         field_validation=fv, dups=dups)
+        sv.set_defaults(obj)
+        hub = sv.to_hub(obj)
+        return hub, warnings
+
+    def _known(self, api_version: Any, kind: Any) -> bool:
+        return False
+
+    async def create(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
+        out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
+                          allowed_conv=("Table", "PartialObjectMetadata"))
+        kind = N.body_kind(request.headers.get("Content-Type"), patch=False)
+        dry = self._dry_run(request)
+        fv = self._field_validation(request)
+        self._check_field_manager(request)
+        doc, dups = parse_body(await self._read_body(request), kind)
+        hub, warnings = self._decode(doc, fv=fv, dups=dups, info=info)
+        body_ns = hub.metadata.namespace
+        if self.res.namespaced:
+            if body_ns and body_ns != info.namespace:
+                raise E.BadRequest("the namespace of the provided object does not match the namespace "
+                                   "sent on the request")
+        if not hub.metadata.name and not hub.metadata.generate_name:
+            raise self.registry.invalid("", [E.required("metadata.name", "name or generateName is required")])
+        kv, w2 = await self.registry.create(info.namespace, hub, user=user, dry_run=dry, version=self.sv.version)
+        if dry:
+            return respond(self._dry_doc(kv, out, request), out, 201, warnings + w2)
+        return self._object_response(request, kv, pretty, 201, warnings + w2, out)
+
+    def _dry_doc(self, kv: KeyValue, out: N.Output, request: web.Request) -> dict:
+        """The object a dry-run write would have stored (never from the caches: the record
+        is not stored)."""
+        d = self.codec.uncached_versioned_dict(kv, self.sv.version)
+        if out.conv == "PartialObjectMetadata":
+            return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{out.conv_version}",
+                    "metadata": d["metadata"]}
+        return d
+
+    async def update(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
+        out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
+                          allowed_conv=("Table", "PartialObjectMetadata"))
+        kind = N.body_kind(request.headers.get("Content-Type"), patch=False)
+        dry = self._dry_run(request)
+        fv = self._field_validation(request)
+        self._check_field_manager(request)
+        doc, dups = parse_body(await self._read_body(request), kind)
+        hub, warnings = self._decode(doc, fv=fv, dups=dups, info=info)
+        if self.res.namespaced and hub.metadata.namespace and hub.metadata.namespace != info.namespace:
+            raise E.BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        if hub.metadata.name and hub.metadata.name != info.name:
+            raise E.BadRequest("the name of the object (%s) does not match the name on the URL (%s)"
+                               % (hub.metadata.name, info.name))
+        hub.metadata.name = info.name
+
+        def make(old, old_kv):
+            return hub.model_copy(deep=True)
+
+        kv, created, w2 = await self.registry.update(info.namespace, info.name, make, user=user, dry_run=dry,
+                                                     version=self.sv.version, subresource=info.subresource)
+        status = 201 if created else 200
+        if dry:
+            return respond(self._dry_doc(kv, out, request), out, status, warnings + w2)
+        return self._object_response(request, kv, pretty, status, warnings + w2, out)
+
+    async def patch(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
+        out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
+                          allowed_conv=("Table", "PartialObjectMetadata"))
+        ptype = N.body_kind(request.headers.get("Content-Type"), patch=True)
+        if ptype == "apply":
+            raise E.UnsupportedMediaType("application/apply-patch+yaml",
+                                         [t for t, k in N.PATCH_TYPES.items() if k != "apply"])
+        dry = self._dry_run(request)
+        fv = self._field_validation(request)
+        self._check_field_manager(request)
+        raw = await self._read_body(request)
+        strict = fv != "Ignore"
+        if ptype == "json":
+            patch, problems = decode_json_patch(raw, strict=strict)
+        elif ptype == "merge":
+            patch, problems = decode_merge_patch(raw, strict=strict)
+        else:
+            patch, problems = decode_strategic_merge_patch(raw, strict=strict)
+        if problems and fv == "Strict":
+            raise self.registry.invalid(info.name, [E.invalid("patch", None, "; ".join(problems))])
+        warnings: list[str] = list(problems)
+
+        def make(old, old_kv):
+            cur = self.codec.versioned_dict(old_kv, self.sv.version)
+            if ptype == "json":
+                new = apply_json_patch(cur, patch)
+            elif ptype == "merge":
+                new = apply_merge_patch(cur, patch)
+            else:
+                new = strategic_merge_patch(cur, patch or {})
+            if not isinstance(new, dict):
+                raise self.registry.invalid(info.name, [E.invalid("patch", None,
+                                                                  "the patch produced a document that is not an object")])
+            hub, w = self._decode(new, fv=fv, dups=[], info=info)
+            warnings[len(problems):] = w
+            if hub.metadata.resource_version == str(old_kv.mod_revision):
+                # not set by the patch: re-applied to the newest object on a storage conflict
+                hub.metadata.resource_version = None
+            return hub
+
+        kv, _created, w2 = await self.registry.update(info.namespace, info.name, make, user=user, dry_run=dry,
+                                                      version=self.sv.version, subresource=info.subresource,
+                                                      unconditional=True)
+        if dry:
+            return respond(self._dry_doc(kv, out, request), out, 200, warnings + w2)
+        return self._object_response(request, kv, pretty, 200, warnings + w2, out)
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        dry = self._dry_run(request)
+        opts = DeleteOptions(dry_run=dry)
+        raw = await self._read_body(request)
+        body: dict = {}
+        if raw.strip():
+            kind = N.body_kind(request.headers.get("Content-Type"), patch=False)
+            doc, _ = parse_body(raw, kind)
+            if not isinstance(doc, dict):
+                raise E.BadRequest("the object provided is unrecognized: expected DeleteOptions")
+            body = doc
+        pre = body.get("preconditions") or {}
+        opts.preconditions_uid = pre.get("uid")
+        opts.preconditions_rv = pre.get("resourceVersion")
+        pp = body.get("propagationPolicy") or _q(request, "propagationPolicy") or None
+        if pp is not None and pp not in ("Orphan", "Background", "Foreground"):
+            raise E.Invalid("meta.k8s.io", "DeleteOptions", "", [E.not_supported(
+                "propagationPolicy", pp, ["Foreground", "Background", "Orphan", "nil"])])
+        if body.get("orphanDependents") is not None:
+            if pp is not None:
+                raise E.Invalid("meta.k8s.io", "DeleteOptions", "", [E.invalid(
+                    "propagationPolicy", pp, "orphanDependents and deletionPropagation cannot be both set")])
+            pp = "Orphan" if body["orphanDependents"] else "Background"
+        opts.propagation_policy = pp
+        gps = body.get("gracePeriodSeconds", _q(request, "gracePeriodSeconds") or None)
+        if gps is not None:
+            try:
+                opts.grace_period_seconds = int(gps)
+            except (TypeError, ValueError):
+                raise E.BadRequest(f'invalid gracePeriodSeconds: "{gps}"') from None
+        if body.get("dryRun"):
+            opts.dry_run = True
+        return opts
+
+    async def delete(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
+        out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
+                          allowed_conv=("PartialObjectMetadata",))
+        opts = await self._delete_options(request)
+        kv, deleted = await self.registry.delete(info.namespace, info.name, opts, user=user,
+                                                 version=self.sv.version)
+        if not deleted:
+            return self._object_response(request, kv, pretty, 200, None, out)
+        md = self.codec.storage_dict(kv).get("metadata") or {}
+        st = dict(STATUS_SUCCESS_KIND)
+        st["details"] = {"name": info.name, "group": self.registry.group, "kind": self.res.plural,
+                         "uid": md.get("uid", "")}
+        return respond(st, out)
+
+    async def delete_collection(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
+        out = N.negotiate(request.headers.get("Accept"), pretty=pretty, allowed_conv=())
+        opts = await self._delete_options(request)
+        lopts = self._list_options(request, info)
+        r = await self.registry.list(info.namespace, lopts)
+        deleted: list[dict] = []
+        for kv in r.items:
+            md = self.codec.storage_dict(kv).get("metadata") or {}
+            try:
+                kv2, _ = await self.registry.delete(md.get("namespace", ""), md["name"], opts, user=user,
+                                                    version=self.sv.version)
+            except E.NotFound:
+                continue
+            deleted.append(self.codec.versioned_dict(kv2, self.sv.version))
+        doc = {"apiVersion": self.sv.api_version, "kind": self.sv.list_kind,
+               "metadata": {"resourceVersion": str(await self.registry.backend.current_revision())},
+               "items": deleted}
+        return respond(doc, out)
