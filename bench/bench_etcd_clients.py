@@ -128,8 +128,11 @@ async def run_worker(candidate: str, endpoint: str, seconds: float) -> dict[str,
         await client.start()
     tag = f"/bench-clients/{candidate}/{os.getpid()}/".encode()
     out: dict[str, float] = {}
-    out["put_seq"] = await timed(lambda i: client.put(tag + b"p/%d" % i, VALUE), count=5000, seconds=seconds, inflight=1)
-    out["put_32"] = await timed(lambda i: client.put(tag + b"p/%d" % i, VALUE), count=50000, seconds=seconds, inflight=32)
+    def put(i: int) -> Awaitable[None]:
+        return client.put(tag + b"p/%d" % i, VALUE)
+
+    out["put_seq"] = await timed(put, count=5000, seconds=seconds, inflight=1)
+    out["put_32"] = await timed(put, count=50000, seconds=seconds, inflight=32)
     rprefix = tag + b"r/"
     await asyncio.gather(*(client.put(rprefix + b"%03d" % i, VALUE) for i in range(100)))
     assert await client.range(rprefix) == 100

@@ -292,7 +292,7 @@ class Resource:
     def version(self, version: str, model: type[KubeObject] | None = None) -> Callable:
         """Serve this resource at ``version`` with ``model`` (default: the hub model).
 
-        Usable as a decorator on the versioned model class or called directly."""
+        Usable as a decorator on the versioned model class, or called directly."""
         if version not in self.group.versions:
             raise ValueError(f"version {version!r} is not declared on group {self.group.name!r}")
 
@@ -302,10 +302,9 @@ class Resource:
             self.versions[version] = ServedVersion(self, version, cls)
             return cls
 
-        if model is not None:
-            register(model)
-            return lambda cls: cls
-        return register
+        # called plainly, the hub model is served; as a decorator, the decorated model replaces it
+        register(model if model is not None else self.hub)
+        return register if model is None else (lambda cls: cls)
 
     @property
     def qualified(self) -> str:

@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--etcd-cafile", default=None)
     st.add_argument("--etcd-certfile", default=None)
     st.add_argument("--etcd-keyfile", default=None)
-    st.add_argument("--etcd-compaction-interval", type=_duration, default=300.0)
+    st.add_argument("--etcd-compaction-interval", type=_duration, default=300.0,
+                    help="how often old revisions are compacted (embedded store too); 0 disables")
     st.add_argument("--etcd-count-metric-poll-period", type=_duration, default=60.0)
     st.add_argument("--encryption-provider-config", default=None)
     st.add_argument("--default-watch-cache-size", type=_positive_int, default=100)

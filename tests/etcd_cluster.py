@@ -14,6 +14,7 @@ through ``asyncio.to_thread`` so the event loop keeps running.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import datetime
 import ipaddress
@@ -59,6 +60,16 @@ def etcdctl_binary() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise EtcdNotInstalled(INSTALL_HINT.replace("etcd server binary", "etcdctl binary"))
+
+
+#: clusters with members possibly running, stopped at interpreter exit as a safety net
+_LIVE: set["EtcdCluster"] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for cluster in list(_LIVE):
+        cluster.stop()
 
 
 def free_port() -> int:
@@ -226,6 +237,7 @@ class EtcdCluster:
         m = self.members[i]
         if m.running:
             raise RuntimeError(f"member {m.name} is already running (pid {m.pid})")
+        _LIVE.add(self)
         with open(m.log_path, "ab") as log:
             m.process = subprocess.Popen(self._command(i), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                          cwd=self.base_dir, start_new_session=True)
@@ -276,6 +288,7 @@ class EtcdCluster:
                 self.stop_member(i)
             except Exception:  # noqa: BLE001 - best effort, then kill
                 self.kill_member(i)
+        _LIVE.discard(self)
 
     def __enter__(self) -> EtcdCluster:
         return self.start()
@@ -384,6 +397,13 @@ class OwnedEtcd3Backend(Etcd3Backend):
     def __init__(self, cluster: EtcdCluster, **kwargs: Any):
         super().__init__(cluster.client_urls, **kwargs)
         self.cluster = cluster
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except BaseException:
+            await asyncio.to_thread(self.cluster.stop)
+            raise
 
     async def close(self) -> None:
         await super().close()

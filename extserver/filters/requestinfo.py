@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from multidict import MultiDictProxy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .chain import Handler, RequestContext
 
 _METHOD_VERB = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete"}
@@ -81,3 +87,26 @@ def parse_request_info(method: str, raw_path: str, query: MultiDictProxy | dict)
         verb = "deletecollection"
     info.verb = verb
     return info
+
+
+#: verbs and subresources that hold a connection open (kube's ``LongRunningRequestCheck``
+#: of the sample server): not counted by the in-flight limit, not cut by the request timeout
+LONG_RUNNING_VERBS = frozenset({"watch", "proxy"})
+LONG_RUNNING_SUBRESOURCES = frozenset({"attach", "exec", "proxy", "log", "portforward"})
+
+
+def is_long_running(info: RequestInfo) -> bool:
+    return info.is_resource_request and (info.verb in LONG_RUNNING_VERBS
+                                         or info.subresource in LONG_RUNNING_SUBRESOURCES)
+
+
+def with_request_info(handler: Handler) -> Handler:
+    """The request-info filter: parse the URL once into ``ctx.info``."""
+
+    async def request_info(ctx: RequestContext) -> web.StreamResponse:
+        r = ctx.request
+        ctx.info = info = parse_request_info(r.method, r.raw_path, r.query)
+        ctx.long_running = is_long_running(info)
+        return await handler(ctx)
+
+    return request_info

@@ -70,16 +70,21 @@ def too_long(path: str, value: Any, max_len: int) -> FieldError:
 
 
 def _go_quote_value(v: Any) -> str:
+    """A bad value as Go's field errors print it: strings with %q, other values as JSON."""
     if isinstance(v, str):
-        import json
-        return json.dumps(v)
+        from .validation import go_quote
+        return go_quote(v)
     if v is None:
         return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return str(v)
-    return str(v)
+    import orjson
+    try:
+        return orjson.dumps(v).decode()
+    except TypeError:
+        return str(v)
 
 
 @dataclass(slots=True)
@@ -176,10 +181,8 @@ class Invalid(StatusError):
     code, reason = 422, "Invalid"
 
     def __init__(self, group: str, kind: str, name: str, errors: list[FieldError]):
-        if len(errors) == 1:
-            agg = str(errors[0])
-        else:
-            agg = "[" + ", ".join(str(e) for e in errors) + "]"
+        texts = list(dict.fromkeys(str(e) for e in errors))  # Go's aggregate drops duplicates
+        agg = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
         super().__init__(f'{_qualified(kind, group)} "{name}" is invalid: {agg}',
                          name=name, group=group, kind=kind,
                          causes=[Cause(e.type, e.error_body(), e.field) for e in errors])

@@ -282,7 +282,7 @@ def _loads(body: bytes) -> Any:
     msg = go_json_syntax_error(body)
     if msg is not None:
         raise ValueError(msg)
-    # Valid for Go but refused by orjson (big integers, invalid UTF-8): use the stdlib.
+    # Valid for Go but refused by orjson (invalid UTF-8): use the stdlib on the repaired text.
     return json.loads(body.decode("utf-8", "replace"))
 
 
@@ -562,148 +562,163 @@ def _from_of(op: Mapping[str, Any]) -> str:
     return _op_string(op, "from", "operation, missing from field: missing value")
 
 
-def _apply_op(doc: Any, op: Mapping[str, Any] | None, copied: list[int], max_copy_bytes: int) -> Any:
-    """Apply one operation to ``doc`` (mutated); returns the (possibly new) root."""
-    kind = op.get("op") if op is not None else None
-    kind = kind if isinstance(kind, str) else "unknown"
-    op = op or {}
+def _value_of(op: Mapping[str, Any]) -> Any:
+    """The operation's value (absent reads as null), never aliased into the document."""
+    v = op.get("value")
+    return orjson.loads(orjson.dumps(v)) if isinstance(v, (dict, list)) else v
+
+
+class _CopyBudget:
+    """Accumulated size of ``copy`` operations (kube's ``JSONPatchMaxCopyBytes``)."""
+
+    __slots__ = ("used", "limit")
+
+    def __init__(self, limit: int):
+        self.used, self.limit = 0, limit
+
+
+def _op_add(doc: Any, op: Mapping[str, Any], _: _CopyBudget) -> Any:
+    try:
+        path = _path_of(op)
+    except ValueError:
+        raise ValueError("add operation failed to decode path: missing value") from None
+    found = _find_container(doc, path)
+    if found is None:
+        raise ValueError(f'add operation does not apply: doc is missing path: "{path}": missing value')
+    try:
+        _add(*found, _value_of(op))
+    except ValueError as e:
+        raise ValueError(f"error in add for path: '{path}': {e}") from None
+    return doc
+
+
+def _op_remove(doc: Any, op: Mapping[str, Any], _: _CopyBudget) -> Any:
+    try:
+        path = _path_of(op)
+    except ValueError:
+        raise ValueError("remove operation failed to decode path: missing value") from None
+    found = _find_container(doc, path)
+    if found is None:
+        raise ValueError(f'remove operation does not apply: doc is missing path: "{path}": missing value')
+    try:
+        _remove(*found)
+    except ValueError as e:
+        raise ValueError(f"error in remove for path: '{path}': {e}") from None
+    return doc
+
+
+def _op_replace(doc: Any, op: Mapping[str, Any], _: _CopyBudget) -> Any:
+    try:
+        path = _path_of(op)
+    except ValueError as e:
+        raise ValueError(f"replace operation failed to decode path: {e}") from None
+    value = _value_of(op)
+    if path == "":
+        if not isinstance(value, (dict, list)):
+            raise ValueError("replace operation value must be object or array: %!w(<nil>)")
+        return value
+    found = _find_container(doc, path)
+    if found is None:
+        raise ValueError(f"replace operation does not apply: doc is missing path: {path}: missing value")
+    con, key = found
+    try:
+        _get(con, key)
+    except ValueError:
+        raise ValueError(f"replace operation does not apply: doc is missing key: {path}: missing value") from None
+    # v4 "replaces" a missing object member too: it adds it.
+    con[key if isinstance(con, dict) else _list_index(con, key, len(con))] = value
+    return doc
+
+
+def _op_move(doc: Any, op: Mapping[str, Any], _: _CopyBudget) -> Any:
+    try:
+        from_ = _from_of(op)
+    except ValueError as e:
+        raise ValueError(f"move operation failed to decode from: {e}") from None
+    found = _find_container(doc, from_)
+    if found is None:
+        raise ValueError(f"move operation does not apply: doc is missing from path: {from_}: missing value")
+    con, key = found
+    try:
+        moved = _get(con, key)
+        _remove(con, key)
+    except ValueError as e:
+        raise ValueError(f"error in move for path: '{key}': {e}") from None
+    try:
+        path = _path_of(op)
+    except ValueError as e:
+        raise ValueError(f"move operation failed to decode path: {e}") from None
+    # The source is already gone: moving a value into its own child fails here.
+    found = _find_container(doc, path)
+    if found is None:
+        raise ValueError(f"move operation does not apply: doc is missing destination path: {path}: missing value")
+    try:
+        _add(*found, None if moved is _MISSING else moved)
+    except ValueError as e:
+        raise ValueError(f"error in move for path: '{path}': {e}") from None
+    return doc
+
+
+def _op_copy(doc: Any, op: Mapping[str, Any], budget: _CopyBudget) -> Any:
+    try:
+        from_ = _from_of(op)
+    except ValueError as e:
+        raise ValueError(f"copy operation failed to decode from: {e}") from None
+    found = _find_container(doc, from_)
+    if found is None:
+        raise ValueError(f"copy operation does not apply: doc is missing from path: {from_}: missing value")
+    try:
+        src = _get(*found)
+    except ValueError as e:
+        raise ValueError(f"error in copy for from: '{from_}': {e}") from None
+    # v4 copies a missing object member as null, counted as 0 bytes.
+    raw = b"" if src is _MISSING else orjson.dumps(src)
+    try:
+        path = _path_of(op)
+    except ValueError:
+        raise ValueError("copy operation failed to decode path: missing value") from None
+    found = _find_container(doc, path)
+    if found is None:
+        raise ValueError(f"copy operation does not apply: doc is missing destination path: {path}: missing value")
+    budget.used += len(raw)
+    if budget.limit > 0 and budget.used > budget.limit:
+        raise ValueError("Unable to complete the copy, the accumulated size increase of copy is "
+                         f"{budget.used}, exceeding the limit {budget.limit}")
+    try:
+        _add(*found, orjson.loads(raw) if raw else None)
+    except ValueError as e:
+        raise ValueError(f"error while adding value during copy: {e}") from None
+    return doc
+
+
+def _op_test(doc: Any, op: Mapping[str, Any], _: _CopyBudget) -> Any:
+    try:
+        path = _path_of(op)
+    except ValueError as e:
+        raise ValueError(f"test operation failed to decode path: {e}") from None
     value = op.get("value")
+    if path == "":
+        if "value" in op and _json_equal(doc, value):
+            return doc
+        raise ValueError(f"testing value {path} failed: test failed")
+    found = _find_container(doc, path)
+    if found is None:
+        raise ValueError(f"test operation does not apply: is missing path: {path}: missing value")
+    try:
+        current = _get(*found)
+    except ValueError as e:
+        raise ValueError(f"error in test for path: '{path}': {e}") from None
+    if current is _MISSING or current is None:
+        ok = value is None  # a missing or null member equals an absent or null "value"
+    else:
+        ok = "value" in op and _json_equal(current, value)
+    if not ok:
+        raise ValueError(f"testing value {path} failed: test failed")
+    return doc
 
-    if kind == "add":
-        try:
-            path = _path_of(op)
-        except ValueError:
-            raise ValueError("add operation failed to decode path: missing value") from None
-        found = _find_container(doc, path)
-        if found is None:
-            raise ValueError(f'add operation does not apply: doc is missing path: "{path}": missing value')
-        try:
-            _add(*found, value)
-        except ValueError as e:
-            raise ValueError(f"error in add for path: '{path}': {e}") from None
-        return doc
 
-    if kind == "remove":
-        try:
-            path = _path_of(op)
-        except ValueError:
-            raise ValueError("remove operation failed to decode path: missing value") from None
-        found = _find_container(doc, path)
-        if found is None:
-            raise ValueError(f'remove operation does not apply: doc is missing path: "{path}": missing value')
-        try:
-            _remove(*found)
-        except ValueError as e:
-            raise ValueError(f"error in remove for path: '{path}': {e}") from None
-        return doc
-
-    if kind == "replace":
-        try:
-            path = _path_of(op)
-        except ValueError as e:
-            raise ValueError(f"replace operation failed to decode path: {e}") from None
-        if path == "":
-            if not isinstance(value, (dict, list)):
-                raise ValueError("replace operation value must be object or array: %!w(<nil>)")
-            return value
-        found = _find_container(doc, path)
-        if found is None:
-            raise ValueError(f"replace operation does not apply: doc is missing path: {path}: missing value")
-        con, key = found
-        try:
-            _get(con, key)
-        except ValueError:
-            raise ValueError(f"replace operation does not apply: doc is missing key: {path}: missing value") from None
-        # v4 replaces a missing object key too (it adds it).
-        if isinstance(con, dict):
-            con[key] = value
-        else:
-            con[_list_index(con, key, len(con))] = value
-        return doc
-
-    if kind == "move":
-        try:
-            from_ = _from_of(op)
-        except ValueError as e:
-            raise ValueError(f"move operation failed to decode from: {e}") from None
-        found = _find_container(doc, from_)
-        if found is None:
-            raise ValueError(f"move operation does not apply: doc is missing from path: {from_}: missing value")
-        con, key = found
-        try:
-            moved = _get(con, key)
-            _remove(con, key)
-        except ValueError as e:
-            raise ValueError(f"error in move for path: '{key}': {e}") from None
-        try:
-            path = _path_of(op)
-        except ValueError as e:
-            raise ValueError(f"move operation failed to decode path: {e}") from None
-        found = _find_container(doc, path)
-        if found is None:
-            raise ValueError(f"move operation does not apply: doc is missing destination path: {path}: missing value")
-        try:
-            _add(*found, None if moved is _MISSING else moved)
-        except ValueError as e:
-            raise ValueError(f"error in move for path: '{path}': {e}") from None
-        return doc
-
-    if kind == "copy":
-        try:
-            from_ = _from_of(op)
-        except ValueError as e:
-            raise ValueError(f"copy operation failed to decode from: {e}") from None
-        found = _find_container(doc, from_)
-        if found is None:
-            raise ValueError(f"copy operation does not apply: doc is missing from path: {from_}: missing value")
-        try:
-            src = _get(*found)
-        except ValueError as e:
-            raise ValueError(f"error in copy for from: '{from_}': {e}") from None
-        # v4 copies a missing object key as null, and counts it as 0 bytes.
-        raw = b"" if src is _MISSING else orjson.dumps(src)
-        try:
-            path = _path_of(op)
-        except ValueError:
-            raise ValueError("copy operation failed to decode path: missing value") from None
-        found = _find_container(doc, path)
-        if found is None:
-            raise ValueError(f"copy operation does not apply: doc is missing destination path: {path}: missing value")
-        copied[0] += len(raw)
-        if max_copy_bytes > 0 and copied[0] > max_copy_bytes:
-            raise ValueError(f"Unable to complete the copy, the accumulated size increase of copy is "
-                             f"{copied[0]}, exceeding the limit {max_copy_bytes}")
-        try:
-            _add(*found, orjson.loads(raw) if raw else None)
-        except ValueError as e:
-            raise ValueError(f"error while adding value during copy: {e}") from None
-        return doc
-
-    if kind == "test":
-        try:
-            path = _path_of(op)
-        except ValueError as e:
-            raise ValueError(f"test operation failed to decode path: {e}") from None
-        if path == "":
-            if "value" in op and _json_equal(doc, value):
-                return doc
-            raise ValueError(f"testing value {path} failed: test failed")
-        found = _find_container(doc, path)
-        if found is None:
-            raise ValueError(f"test operation does not apply: is missing path: {path}: missing value")
-        try:
-            current = _get(*found)
-        except ValueError as e:
-            raise ValueError(f"error in test for path: '{path}': {e}") from None
-        if current is _MISSING or current is None:
-            ok = value is None  # absent or null "value"
-        else:
-            ok = "value" in op and _json_equal(current, value)
-        if not ok:
-            raise ValueError(f"testing value {path} failed: test failed")
-        return doc
-
-    raise ValueError(f"Unexpected kind: {kind}")
+_OPERATIONS = {"add": _op_add, "remove": _op_remove, "replace": _op_replace, "move": _op_move,
+               "copy": _op_copy, "test": _op_test}
 
 
 def apply_json_patch(doc: dict, patch_ops: list, *, max_copy_bytes: int = DEFAULT_MAX_COPY_BYTES) -> Any:
@@ -719,10 +734,14 @@ def apply_json_patch(doc: dict, patch_ops: list, *, max_copy_bytes: int = DEFAUL
                          f"{MAX_JSON_PATCH_OPERATIONS}, got {len(patch_ops)}",
                          code=413, reason="RequestEntityTooLarge")
     result: Any = orjson.loads(orjson.dumps(doc))
-    copied = [0]
+    budget = _CopyBudget(max_copy_bytes)
     for op in patch_ops:
+        kind = op.get("op") if op is not None else None
+        apply = _OPERATIONS.get(kind) if isinstance(kind, str) else None
         try:
-            result = _apply_op(result, op, copied, max_copy_bytes)
+            if apply is None:
+                raise ValueError(f"Unexpected kind: {kind if isinstance(kind, str) else 'unknown'}")
+            result = apply(result, op, budget)
         except ValueError as e:
             raise _unprocessable(str(e)) from None
     return result

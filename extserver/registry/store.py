@@ -85,7 +85,9 @@ class Registry:
         self.group = resource.group.name
         self.plural = resource.plural
         self._base = f"/{self.group}/{self.plural}/"
-        self._supported_fields = {"metadata.name", "metadata.namespace", *self.strategy.selectable_field_names}
+        # None: only the metadata fields (kube's message differs when a kind declares more)
+        self._supported_fields = ({"metadata.name", "metadata.namespace", *self.strategy.selectable_field_names}
+                                  if self.strategy.selectable_field_names else None)
 
     # --- keys ---------------------------------------------------------------------------
     def key(self, namespace: str, name: str) -> str:
@@ -175,7 +177,16 @@ class Registry:
         elif opts.resource_version_match not in ("", "NotOlderThan") and opts.resource_version == "":
             raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
                 "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")])
-        # a single name in the field selector is a get (common: kubectl get fl x -w)
+        cached = getattr(self.backend, "range_not_older_than", None)
+        if cached is not None and not opts.continue_token and (
+                opts.resource_version == "0" or
+                (opts.resource_version and opts.resource_version_match != "Exact" and opts.limit <= 0)):
+            # served from the watch cache (kube ignores limit for resourceVersion=0 there)
+            try:
+                r = await cached(prefix, 0 if opts.resource_version == "0" else _parse_rv(opts.resource_version))
+            except FutureRevision as e:
+                raise E.ResourceVersionTooLarge(e.requested, e.current) from None
+            return ListResult([kv for kv in r.kvs if self.matches(kv, opts)], r.revision)
         limit = opts.limit if opts.limit > 0 else 0
         items: list[KeyValue] = []
         selecting = (opts.label_selector is not None and not opts.label_selector.empty) or \
@@ -314,8 +325,8 @@ class Registry:
                 if _spec_of(new) != _spec_of(old):
                     new.metadata.generation = (old.metadata.generation or 0) + 1
             await self._admit("UPDATE", new, old, namespace, name, user, dry_run, version, subresource)
-            errs = validate_object_meta_update(new.metadata.to_wire(), old.metadata.to_wire())
-            errs += validate_object_meta(new.metadata.to_wire(), namespaced=self.resource.namespaced)
+            errs = validate_object_meta(new.metadata.to_wire(), namespaced=self.resource.namespaced)
+            errs += validate_object_meta_update(new.metadata.to_wire(), old.metadata.to_wire())
             if subresource == "status":
                 errs += self.strategy.validate_status_update(new, old)
             else:

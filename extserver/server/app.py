@@ -1,17 +1,31 @@
 """The server: assembles groups, storage, registries, the filter chain and the router into an
-aiohttp application, and runs it over TLS with kube's lifecycle (ready after post-start
-hooks, graceful shutdown on SIGTERM)."""
+aiohttp application, and runs it over TLS with kube's lifecycle.
+
+A request's path (one module per step)::
+
+    dispatch (audit ID, metrics, access log)
+      -> filters.panic -> filters.requestinfo -> filters.authentication -> filters.audit
+      -> filters.authorization -> filters.inflight -> filters.timeout
+      -> route: discovery | openapi | health/metrics/version | ResourceHandler
+
+Lifecycle (``serve``): storage and admission plugins start, the listener opens, post-start
+hooks run (``/readyz`` fails until they are done); on SIGTERM ``/readyz`` fails first, after
+``--shutdown-delay-duration`` the listener closes, watches end, requests in flight finish."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
+import os
+import platform
 import signal
 import ssl
+import struct
+import termios
 import time
-import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -19,63 +33,57 @@ from aiohttp import web
 
 from .. import __version__
 from ..api import APIGroup, AdmissionAttributes, ServedVersion
-from ..auth.user import UserInfo, anonymous
-from ..filters.requestinfo import RequestInfo, parse_request_info
+from ..filters.audit import Auditor, with_audit
+from ..filters.authentication import Authenticate, StripCredentials, with_authentication
+from ..filters.authorization import Authorize, forbidden_message, with_authorization
+from ..filters.chain import AUDIT_ID_HEADER, CONTEXT_KEY, Handler, RequestContext, status_response
+from ..filters.httplog import log_request
+from ..filters.inflight import InflightCounters, with_max_inflight
+from ..filters.panic import with_panic_recovery
+from ..filters.requestinfo import RequestInfo, with_request_info
+from ..filters.timeout import with_timeout
 from ..machinery import errors as E
 from ..machinery import negotiation as N
 from ..registry.store import Registry
 from ..storage.interface import Backend
 from . import discovery
-from .handlers import HandlerConfig, ResourceHandler, respond
+from .handlers import HandlerConfig, ResourceHandler
+from .health import Health, adapt
+from .metrics import MetricsRegistry, RequestMetrics, process_metrics
+
+__all__ = ["ExtServer", "ServingOptions", "serve", "status_response", "forbidden_message", "Authenticate",
+           "Authorize"]
 
 log = logging.getLogger("extserver")
 
 AGG_V2 = "apidiscovery.k8s.io/v2"
 AGG_V2BETA1 = "apidiscovery.k8s.io/v2beta1"
 
-Authenticate = Callable[[web.Request], Awaitable[UserInfo | None]]
-Authorize = Callable[[UserInfo, RequestInfo], Awaitable[tuple[bool, str]]]
+PostStartHook = Callable[["ExtServer"], Awaitable[None]]
+ShutdownHook = Callable[[], Awaitable[None]]
 
 
-def status_response(err: E.StatusError, request: web.Request | None = None) -> web.Response:
-    resp = web.Response(body=orjson.dumps(err.status()), status=err.code, content_type=N.JSON)
-    for k, v in err.headers.items():
-        resp.headers[k] = v
-    return resp
+@dataclass(slots=True)
+class ServingOptions:
+    """The request chain's limits (``--request-timeout``, ``--max-requests-inflight``,
+    ``--max-mutating-requests-inflight``; 0 = no limit)."""
+
+    request_timeout: float = 60.0
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
 
 
-def forbidden_message(user: UserInfo, info: RequestInfo) -> E.StatusError:
-    """kube-apiserver's 403 text for a denied request."""
-    if info.is_resource_request:
-        res = info.resource + (f"/{info.subresource}" if info.subresource else "")
-        msg = f'User "{user.name}" cannot {info.verb} resource "{res}" in API group "{info.api_group}"'
-        msg += f' in the namespace "{info.namespace}"' if info.namespace else " at the cluster scope"
-        q = f"{info.resource}.{info.api_group}" if info.api_group else info.resource
-        full = f'{q} "{info.name}" is forbidden: {msg}' if info.name else f"{q} is forbidden: {msg}"
-        return E.StatusError(full, code=403, reason="Forbidden", name=info.name, group=info.api_group,
-                             kind=info.resource)
-    return E.StatusError(f'forbidden: User "{user.name}" cannot {info.verb} path "{info.path}"',
-                         code=403, reason="Forbidden")
-
-
-@dataclass
-class Metrics:
-    """Minimal request metrics; the operations module renders them."""
-
-    requests: dict[tuple[str, str, str, str, str, str], int] = field(default_factory=dict)
-    inflight: int = 0
-    watchers: int = 0
-
-    def observe(self, verb: str, info: RequestInfo, code: int) -> None:
-        k = (verb.upper() if not info.is_resource_request else verb.upper(), info.api_group, info.api_version,
-             info.resource, info.subresource, str(code))
-        self.requests[k] = self.requests.get(k, 0) + 1
+def _platform() -> str:
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    return f"{platform.system().lower()}/{machine}"
 
 
 class ExtServer:
     def __init__(self, groups: list[APIGroup], backend: Backend, *, handler_config: HandlerConfig | None = None,
                  authenticate: Authenticate | None = None, authorize: Authorize | None = None,
-                 anonymous_auth: bool = False, always_allow_paths: tuple[str, ...] = ("/healthz", "/readyz", "/livez")):
+                 anonymous_auth: bool = False, always_allow_paths: tuple[str, ...] = ("/healthz", "/readyz", "/livez"),
+                 strip_credentials: StripCredentials | None = None, serving: ServingOptions | None = None,
+                 auditor: Auditor | None = None, metrics: MetricsRegistry | None = None):
         for g in groups:
             g.validate()
         self.groups = groups
@@ -85,13 +93,23 @@ class ExtServer:
         self.authorize = authorize
         self.anonymous_auth = anonymous_auth
         self.always_allow_paths = always_allow_paths
+        self.strip_credentials = strip_credentials
+        self.serving = serving or ServingOptions()
+        self.auditor = auditor
         self.registries: dict[tuple[str, str], Registry] = {}
         self.handlers: dict[tuple[str, str, str], ResourceHandler] = {}
         self.groups_by_name = {g.name: g for g in groups}
+        #: set when watches must end (the listener is closed, the server is draining)
         self.shutdown_event = asyncio.Event()
+        #: set on SIGTERM: /readyz fails from then on
+        self.shutting_down = False
         self.ready = False
-        self.metrics = Metrics()
-        self.post_start_hooks: list[Callable[["ExtServer"], Awaitable[None]]] = []
+        #: ``async hook(server)`` run once the server listens; entries may also be ``(name, hook)``
+        self.post_start_hooks: list[PostStartHook | tuple[str, PostStartHook]] = []
+        #: ``async hook()`` run when the server has stopped serving (close clients, files ...)
+        self.shutdown_hooks: list[ShutdownHook] = []
+        #: the serving TLS (``tls.DynamicTLS``) once ``serve`` runs with one
+        self.tls: Any = None
         for g in groups:
             for res in g.resources.values():
                 reg = Registry(res, backend, admission=self._admission_for(g), server=self)
@@ -102,6 +120,18 @@ class ExtServer:
         self._build_discovery()
         from ..openapi import build_openapi_documents
         self.openapi_docs = build_openapi_documents(self.served_versions(), title="extserver", version=__version__)
+        self._hooks_done: dict[str, bool] = {}
+        self.health = Health()
+        self._install_health_checks()
+        self.metrics = metrics or MetricsRegistry()
+        self.inflight = InflightCounters()
+        self.request_metrics = RequestMetrics(self.metrics)
+        self.registered_watchers = self.metrics.gauge(
+            "apiserver_registered_watchers", "Number of currently registered watchers for a given resources",
+            ("group", "version", "kind"))
+        self.metrics.add_collector(self._render_server_metrics)
+        self.metrics.add_collector(process_metrics(time.time()))
+        self._chain: Handler | None = None
 
     # --- wiring -------------------------------------------------------------------------
     def registry(self, group: str, plural: str) -> Registry:
@@ -109,6 +139,10 @@ class ExtServer:
 
     def served_versions(self) -> list[ServedVersion]:
         return [sv for g in self.groups for r in g.resources.values() for sv in r.versions.values()]
+
+    def add_post_start_hook(self, name: str, hook: PostStartHook) -> None:
+        """Run ``hook(server)`` once listening; ``/readyz/poststarthook/<name>`` fails until it returns."""
+        self.post_start_hooks.append((name, hook))
 
     def _admission_for(self, g: APIGroup):
         """Every group's in-process plugins see every request (as kube's admission chain):
@@ -133,58 +167,80 @@ class ExtServer:
                 s[f"/apis/{g.name}/{v}"] = orjson.dumps(discovery.resource_list_doc(g, v))
         for av in (AGG_V2, AGG_V2BETA1):
             s["agg:" + av] = orjson.dumps(discovery.aggregated_doc(self.groups, av))
-        s["/version"] = orjson.dumps({"major": "1", "minor": "33", "gitVersion": f"v1.33.0-extserver.{__version__}",
-                                      "gitCommit": "", "gitTreeState": "clean", "buildDate": "",
-                                      "goVersion": "", "compiler": "cpython", "platform": "linux/amd64",
-                                      "emulationMajor": "", "emulationMinor": ""})
+        s["/version"] = orjson.dumps({"major": "1", "minor": "33", "emulationMajor": "", "emulationMinor": "",
+                                      "gitVersion": f"v1.33.0-extserver.{__version__}", "gitCommit": "",
+                                      "gitTreeState": "clean", "buildDate": "", "goVersion": "",
+                                      "compiler": "cpython", "platform": _platform()})
 
     # --- the request chain --------------------------------------------------------------
+    def build_chain(self) -> Handler:
+        """The filters in kube's order around the router (outermost last)."""
+        s = self.serving
+        h: Handler = self._route_ctx
+        h = with_timeout(h, s.request_timeout)
+        h = with_max_inflight(h, self.inflight, max_read_only=s.max_requests_inflight,
+                              max_mutating=s.max_mutating_requests_inflight)
+        h = with_authorization(h, self.authorize, always_allow_paths=self.always_allow_paths)
+        if self.auditor is not None:
+            h = with_audit(h, self.auditor)
+        h = with_authentication(h, self.authenticate, anonymous_auth=self.anonymous_auth,
+                                strip_credentials=self.strip_credentials,
+                                on_failure=self.auditor.failed_authentication if self.auditor else None)
+        h = with_request_info(h)
+        return with_panic_recovery(h)
+
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        info = None
-        verb = request.method
-        try:
-            info = parse_request_info(request.method, request.raw_path, request.query)
-            verb = info.verb
-            user = await self._authenticate(request)
-            if info.path not in self.always_allow_paths and not any(
-                    info.path.startswith(p + "/") for p in self.always_allow_paths):
-                await self._authorize(user, info)
-            resp = await self.route(request, info, user)
-        except E.StatusError as e:
-            resp = status_response(e, request)
-        except (asyncio.CancelledError, ConnectionResetError):
-            raise
-        except Exception as e:  # panic recovery: a 500 Status, the server keeps serving
-            audit_id = request.headers.get("Audit-ID") or str(uuid.uuid4())
-            log.error("internal error serving %s %s (audit-id %s): %s\n%s", request.method, request.path,
-                      audit_id, e, traceback.format_exc())
-            resp = status_response(E.InternalError("an unexpected error occurred"), request)
+        """The aiohttp handler: one context per request through the chain; then the request
+        metrics and the access log line."""
+        started = time.monotonic()
+        ctx = RequestContext(request, request.headers.get(AUDIT_ID_HEADER) or str(uuid.uuid4()), time.time(),
+                             started)
+        request[CONTEXT_KEY] = ctx
+        chain = self._chain or self._set_chain()
+        resp = await chain(ctx)
+        elapsed = time.monotonic() - started
+        info = ctx.info
         if info is not None:
-            self.metrics.observe(verb, info, resp.status)
+            known = (info.api_group, info.api_version, info.resource) in self.handlers
+            self.request_metrics.observe(ctx, known, resp.status, elapsed)
+        log_request(ctx, resp.status, elapsed)
         return resp
 
-    async def _authenticate(self, request: web.Request) -> UserInfo:
-        user = await self.authenticate(request) if self.authenticate is not None else None
-        if user is not None:
-            return user.with_authenticated_group()
-        if self.anonymous_auth:
-            return anonymous()
-        raise E.Unauthorized()
+    def _set_chain(self) -> Handler:
+        self._chain = self.build_chain()
+        return self._chain
 
-    async def _authorize(self, user: UserInfo, info: RequestInfo) -> None:
-        if self.authorize is None:
+    async def _on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Just before the headers go out (also for watches, which stream): ``Audit-Id`` on
+        every response; a long-running request's ``ResponseStarted`` audit stage."""
+        ctx: RequestContext | None = request.get(CONTEXT_KEY)
+        if ctx is None:
             return
-        allowed, _reason = await self.authorize(user, info)
-        if not allowed:
-            raise forbidden_message(user, info)
+        ctx.response_started = True
+        response.headers[AUDIT_ID_HEADER] = ctx.audit_id
+        if ctx.long_running and self.auditor is not None:
+            self.auditor.response_started(ctx, response)
 
     # --- routing ------------------------------------------------------------------------
-    async def route(self, request: web.Request, info: RequestInfo, user: UserInfo) -> web.StreamResponse:
+    async def _route_ctx(self, ctx: RequestContext) -> web.StreamResponse:
+        try:
+            return await self.route(ctx.request, ctx.info, ctx.user)
+        except E.StatusError as e:
+            return status_response(e)
+
+    async def route(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
         if info.is_resource_request:
             h = self.handlers.get((info.api_group, info.api_version, info.resource))
             if h is None:
                 raise E.PathNotFound()
-            return await h.handle(request, info, user)
+            if info.verb != "watch":
+                return await h.handle(request, info, user)
+            watchers = self.registered_watchers.child((info.api_group, info.api_version, h.sv.kind))
+            watchers.inc()
+            try:
+                return await h.handle(request, info, user)
+            finally:
+                watchers.dec()
         path = info.path.rstrip("/") or "/"
         if request.method not in ("GET", "HEAD"):
             if path.startswith("/apis") or path in self._static:
@@ -200,12 +256,16 @@ class ExtServer:
         body = self._static.get(path)
         if body is not None:
             return web.Response(body=body, content_type=N.JSON)
-        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
-            return await self.health(request, path)
+        kind, _, sub = path.lstrip("/").partition("/")
+        if kind in ("healthz", "livez", "readyz"):
+            resp = await self.health.handle(request, kind, sub)
+            if resp is None:
+                raise E.PathNotFound()
+            return resp
         if path == "/openapi/v2" or path.startswith("/openapi/v3"):
             return self.openapi(request, path)
         if path == "/metrics":
-            return web.Response(text=self.render_metrics(), content_type="text/plain")
+            return self.metrics.response()
         if path == "/":
             paths = sorted(k for k in self._static if k.startswith("/")) + [
                 "/healthz", "/livez", "/readyz", "/metrics", "/openapi/v2", "/openapi/v3"]
@@ -237,45 +297,52 @@ class ExtServer:
         return web.Response(status=status, body=body or None, headers=headers)
 
     # --- health and metrics -------------------------------------------------------------
-    async def checks(self, kind: str) -> list[tuple[str, bool, str]]:
-        out = [("ping", True, "")]
-        if kind == "readyz" or kind == "healthz":
-            ok, why = await self.backend.healthy()
-            out.append((self.backend.name if self.backend.name != "embedded" else "storage", ok, why))
-        if kind == "readyz":
-            out.append(("poststarthook/ready", self.ready, "" if self.ready else "not started"))
-            out.append(("shutdown", not self.shutdown_event.is_set(),
-                        "" if not self.shutdown_event.is_set() else "process is shutting down"))
-        return out
+    def _install_health_checks(self) -> None:
+        h = self.health
 
-    async def health(self, request: web.Request, path: str) -> web.Response:
-        kind, _, sub = path.lstrip("/").partition("/")
-        checks = await self.checks(kind)
-        if sub:
-            for name, ok, why in checks:
-                if name == sub:
-                    return web.Response(text="ok" if ok else f"internal server error: {why}",
-                                        status=200 if ok else 500, content_type="text/plain")
-            raise E.PathNotFound()
-        failed = [c for c in checks if not c[1]]
-        if "verbose" in request.query or failed:
-            lines = [f"[+]{n} ok" if ok else f"[-]{n} failed: reason withheld" for n, ok, _ in checks]
-            lines.append(f"{kind} check failed" if failed else f"{kind} check passed")
-            return web.Response(text="\n".join(lines) + "\n", status=500 if failed else 200,
-                                content_type="text/plain")
-        return web.Response(text="ok", content_type="text/plain")
+        async def ping() -> tuple[bool, str]:
+            return True, ""
 
-    def render_metrics(self) -> str:
-        lines = ["# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, "
-                 "group, version, resource, subresource and HTTP response code.",
-                 "# TYPE apiserver_request_total counter"]
-        for (verb, g, v, r, sub, code), n in sorted(self.metrics.requests.items()):
-            lines.append(f'apiserver_request_total{{code="{code}",component="apiserver",group="{g}",'
-                         f'resource="{r}",subresource="{sub}",verb="{verb}",version="{v}"}} {n}')
-        lines.append("# TYPE apiserver_current_inflight_requests gauge")
-        lines.append(f'apiserver_current_inflight_requests{{request_kind="readOnly"}} {self.metrics.inflight}')
-        lines.append("# TYPE apiserver_registered_watchers gauge")
-        lines.append(f"apiserver_registered_watchers {self.metrics.watchers}")
+        async def informers() -> tuple[bool, str]:
+            waiting = [p.name for g in self.groups for p in g.admission_plugins if not p.ready()]
+            return (False, f"{len(waiting)} informers not started yet: {waiting}") if waiting else (True, "")
+
+        async def shutdown() -> tuple[bool, str]:
+            return (False, "process is shutting down") if self.shutting_down else (True, "")
+
+        h.add("ping", ping, livez=True)
+        # the storage check is named as kube names it when the storage is etcd
+        h.add("etcd" if self.backend.name == "etcd3" else "storage", self.backend.healthy)
+        if any(g.admission_plugins for g in self.groups):
+            h.add("informer-sync", informers, healthz=False)
+        auth_obj = getattr(self.authenticate, "__self__", self.authenticate)
+        if callable(getattr(auth_obj, "healthy", None)):
+            h.add("authentication", adapt(auth_obj.healthy), healthz=False)
+        self._shutdown_check = shutdown
+
+    def _hooks(self) -> list[tuple[str, PostStartHook]]:
+        return [h if isinstance(h, tuple) else (getattr(h, "__name__", "hook"), h) for h in self.post_start_hooks]
+
+    def _render_server_metrics(self) -> str:
+        c = self.inflight
+        lines = ["# HELP apiserver_current_inflight_requests Maximal number of currently used inflight request "
+                 "limit of this apiserver per request kind in last second.",
+                 "# TYPE apiserver_current_inflight_requests gauge",
+                 f'apiserver_current_inflight_requests{{request_kind="mutating"}} {c.mutating}',
+                 f'apiserver_current_inflight_requests{{request_kind="readOnly"}} {c.read_only}',
+                 "# HELP apiserver_dropped_requests_total Number of requests dropped with 'Try again later' "
+                 "response.",
+                 "# TYPE apiserver_dropped_requests_total counter",
+                 f'apiserver_dropped_requests_total{{request_kind="mutating"}} {c.dropped_mutating}',
+                 f'apiserver_dropped_requests_total{{request_kind="readOnly"}} {c.dropped_read_only}']
+        if self.auditor is not None:
+            sink = self.auditor.sink
+            lines += ["# HELP apiserver_audit_event_total Counter of audit events generated and sent to the audit "
+                      "backend.", "# TYPE apiserver_audit_event_total counter",
+                      f"apiserver_audit_event_total {sink.events}",
+                      "# HELP apiserver_audit_error_total Counter of audit events that failed to be audited "
+                      "properly.", "# TYPE apiserver_audit_error_total counter",
+                      f'apiserver_audit_error_total{{plugin="log"}} {sink.dropped}']
         return "\n".join(lines) + "\n"
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -283,30 +350,84 @@ class ExtServer:
         app = web.Application(client_max_size=self.config.max_body_bytes + 1, handler_args={"max_field_size": 65536})
         app["server"] = self
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_response_prepare.append(self._on_response_prepare)
+        self._set_chain()
         return app
 
-    async def start(self) -> None:
+    async def prepare(self) -> None:
+        """Before listening: storage and the admission plugins start; post-start hook checks
+        are installed (failing until the hooks ran)."""
         await self.backend.start()
         for g in self.groups:
             for p in g.admission_plugins:
                 await p.start(self)
-        for hook in self.post_start_hooks:
+        for name, _ in self._hooks():
+            if name not in self._hooks_done:
+                self._hooks_done[name] = False
+                self.health.add(f"poststarthook/{name}", self._hook_check(name))
+        if not any(c.name == "shutdown" for c in self.health.checks):
+            self.health.add("shutdown", self._shutdown_check, healthz=False)  # last, as kube lists it
+
+    def _hook_check(self, name: str) -> Callable[[], Awaitable[tuple[bool, str]]]:
+        async def check() -> tuple[bool, str]:
+            return (True, "") if self._hooks_done.get(name) else (False, "not finished")
+        return check
+
+    async def run_post_start_hooks(self) -> None:
+        """Run the post-start hooks concurrently; ``ready`` once all returned. A hook that
+        raises is fatal to the server (as in kube)."""
+
+        async def run(name: str, hook: PostStartHook) -> None:
             await hook(self)
+            self._hooks_done[name] = True
+            log.info("post-start hook %s finished", name)
+
+        await asyncio.gather(*(run(n, h) for n, h in self._hooks()))
         self.ready = True
 
+    async def start(self) -> None:
+        """Everything before serving, hooks included (for embedding without ``serve``)."""
+        await self.prepare()
+        await self.run_post_start_hooks()
+
+    def begin_shutdown(self) -> None:
+        """``/readyz`` fails from now on (load balancers stop sending new requests)."""
+        self.shutting_down = True
+
     async def stop(self) -> None:
+        """Watches end; then the shutdown hooks, the audit log, the TLS poller, the storage."""
+        self.begin_shutdown()
         self.shutdown_event.set()
+        for hook in self.shutdown_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        if self.auditor is not None:
+            await self.auditor.sink.close()
+        if self.tls is not None:
+            await self.tls.stop()
         await self.backend.close()
 
 
-async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSLContext,
-                shutdown_delay: float = 0.0, on_listening: Callable[[int], None] | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``): ``/readyz`` fails first, then after
-    ``shutdown_delay`` the listener closes, requests in flight finish and watches end."""
-    await server.start()
+async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                tls: Any = None, shutdown_delay: float = 0.0, on_listening: Callable[[int], None] | None = None,
+                stop: asyncio.Event | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop``); returns the exit code.
+
+    ``tls`` (a ``tls.DynamicTLS``) gives the listener's context and reloads it; otherwise
+    ``ssl_context`` is used as is. Shutdown, as kube's: ``/readyz`` fails at once; after
+    ``shutdown_delay`` the listener closes, watches end, requests in flight finish (their
+    responses written), then the server stops. A failing post-start hook stops the server
+    with exit code 1."""
+    if tls is not None:
+        ssl_context = tls.context()
+        server.tls = tls
+        tls.start()
+    await server.prepare()
     app = server.make_app()
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=60.0, handle_signals=False)
+    drain_timeout = max(server.serving.request_timeout, 1.0) + 5.0
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=drain_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_address=True)
     await site.start()
@@ -314,8 +435,6 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
     for s in (site._server.sockets if site._server else []):  # type: ignore[union-attr]
         bound = s.getsockname()[1]
         break
-    if on_listening:
-        on_listening(bound)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -323,10 +442,81 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    if on_listening:
+        on_listening(bound)
+    hooks = asyncio.create_task(server.run_post_start_hooks())
+    hooks.add_done_callback(lambda t: stop.set() if not t.cancelled() and t.exception() else None)
     await stop.wait()
-    log.info("shutting down: readyz fails now, draining in %.1fs", shutdown_delay)
-    server.shutdown_event.set()
-    if shutdown_delay > 0:
+    code = 0
+    if hooks.done() and not hooks.cancelled() and hooks.exception() is not None:
+        log.error("post-start hook failed: %s", hooks.exception())
+        code = 1
+    elif not hooks.done():
+        hooks.cancel()
+    log.info("shutting down: /readyz fails now; the listener closes in %.1fs", shutdown_delay)
+    server.begin_shutdown()
+    if shutdown_delay > 0 and code == 0:
         await asyncio.sleep(shutdown_delay)
-    await runner.cleanup()
-    await server.backend.close()
+    for s in list(runner.sites):
+        await s.stop()  # no new connections
+    server.shutdown_event.set()  # watches end cleanly
+    sockets = _open_sockets(runner.server.connections if runner.server is not None else [])
+    await runner.cleanup()  # requests in flight finish, idle connections close
+    await _flushed(sockets, drain_timeout)
+    await server.stop()
+    log.info("server stopped")
+    return code
+
+
+def _open_sockets(connections: list) -> list[tuple[int, int]]:
+    """(fd, inode) of the connections' sockets."""
+    out = []
+    for c in connections:
+        sock = c.transport.get_extra_info("socket") if c.transport is not None else None
+        if sock is not None:
+            try:
+                out.append((sock.fileno(), os.fstat(sock.fileno()).st_ino))
+            except OSError:
+                pass
+    return out
+
+
+def _unsent(fd: int, ino: int) -> int | None:
+    """Bytes the kernel has not yet delivered on socket ``fd`` (None once it is closed; -1
+    when the platform cannot tell)."""
+    try:
+        if os.fstat(fd).st_ino != ino:
+            return None
+    except OSError:
+        return None
+    if not hasattr(termios, "TIOCOUTQ"):
+        return -1
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return None
+
+
+async def _flushed(sockets: list[tuple[int, int]], timeout: float) -> None:
+    """Wait (bounded) until what the closed connections still had to send has left: with
+    TLS a finished response may still sit in the event loop's buffer of the raw socket
+    (the TLS layer hands a whole body down at once) and would be lost when the loop stops.
+    A socket is done when it is closed or its kernel send queue stayed empty across two
+    polls (the loop, running meanwhile, would have refilled it from its own buffer); the
+    TLS close_notify exchange is not waited for."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending = {s: 0 for s in sockets}
+    while pending and loop.time() < deadline:
+        for sock in list(pending):
+            n = _unsent(*sock)
+            if n is None:
+                del pending[sock]
+            elif n == 0:
+                pending[sock] += 1
+                if pending[sock] >= 2:
+                    del pending[sock]
+            else:
+                pending[sock] = 0
+        if pending:
+            await asyncio.sleep(0.05)

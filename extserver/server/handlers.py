@@ -214,7 +214,8 @@ class ResourceHandler:
         opts = ListOptions(ls, fs, max(limit, 0), _q(request, "continue"), _q(request, "resourceVersion"), rvm)
         if opts.continue_token and opts.resource_version not in ("", "0"):
             raise E.BadRequest('specifying resource version is not allowed when using continue')
-        if rvm and not opts.resource_version:
+        initial_events_watch = info.verb == "watch" and _bool(_q(request, "sendInitialEvents", "false"))
+        if rvm and not opts.resource_version and not initial_events_watch:
             raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
                 "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")])
         if rvm == "Exact" and opts.resource_version == "0":
@@ -298,7 +299,8 @@ class ResourceHandler:
                 if closing is not None:
                     cw = asyncio.ensure_future(closing.wait())
                     waiters.append(cw)
-                done, _ = await asyncio.wait(waiters, timeout=min(remaining, self.config.bookmark_interval))
+                done, _ = await asyncio.wait(waiters, timeout=min(remaining, self.config.bookmark_interval),
+                                             return_when=asyncio.FIRST_COMPLETED)
                 if closing is not None:
                     if not cw.done():
                         cw.cancel()

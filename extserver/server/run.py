@@ -3,17 +3,18 @@ build the server and run it."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
-import ssl
 import sys
+import time
 from pathlib import Path
 
+import orjson
 import yaml
 
 from ..cli import FlagError, load_groups
+from ..filters.httplog import KV_ATTR
 from ..storage.interface import StorageError
 from . import certs
 
@@ -22,22 +23,55 @@ log = logging.getLogger("extserver")
 LOCAL_ADMIN = "extserver-admin"
 
 
+def _verbosity(record: logging.LogRecord) -> int:
+    return max(0, logging.INFO - record.levelno)
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, as klog's JSON format: ``ts``, ``v`` (or ``level``),
+    ``logger``, ``msg``, the record's key/value pairs, ``err``."""
+
     def format(self, record: logging.LogRecord) -> str:
-        d = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name,
-             "msg": record.getMessage()}
+        d: dict = {"ts": record.created}
+        if record.levelno <= logging.INFO:
+            d["v"] = _verbosity(record)
+        else:
+            d["level"] = record.levelname.lower()
+        d["logger"] = record.name
+        d["msg"] = record.getMessage()
+        for k, v in (getattr(record, KV_ATTR, None) or {}).items():
+            d[k] = v
         if record.exc_info:
             d["err"] = self.formatException(record.exc_info)
-        return json.dumps(d)
+        return orjson.dumps(d, default=str).decode()
+
+
+class _TextFormatter(logging.Formatter):
+    """klog's text header (``I1124 03:22:00.123456   4242 logger] msg key="value"``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        sev = "I" if record.levelno <= logging.INFO else record.levelname[0]
+        t = time.localtime(record.created)
+        head = (f"{sev}{t.tm_mon:02d}{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
+                f"{int(record.created % 1 * 1e6):06d} {record.process:7d} {record.name}] ")
+        line = head + record.getMessage()
+        for k, v in (getattr(record, KV_ATTR, None) or {}).items():
+            line += f" {k}={orjson.dumps(v, default=str).decode() if not isinstance(v, (int, float)) else v}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
 
 
 def setup_logging(fmt: str, verbosity: int) -> None:
+    """``--log-format text|json`` on stderr; ``-v N`` shows klog's ``V(n)`` records for n <= N
+    (``V(3)``: one line per request). Libraries stay at WARNING below ``-v=6``."""
     h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(_JsonFormatter() if fmt == "json" else
-                   logging.Formatter("%(asctime)s %(levelname).1s %(name)s] %(message)s"))
+    h.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [h]
-    root.setLevel(logging.DEBUG if verbosity >= 4 else logging.INFO)
+    root.setLevel(max(1, logging.INFO - verbosity))
+    for noisy in ("aiohttp", "asyncio", "grpc", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbosity < 6 else logging.NOTSET)
 
 
 def in_cluster() -> bool:
@@ -48,17 +82,6 @@ def in_cluster() -> bool:
 def is_local_mode(args) -> bool:
     return not (args.authentication_kubeconfig or args.authorization_kubeconfig or args.client_ca_file
                 or args.requestheader_client_ca_file or in_cluster())
-
-
-def tls_context(cert_file: str, key_file: str, min_version: str, client_cas_pem: bytes | None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if min_version == "VersionTLS13" else ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_file, key_file)
-    ctx.set_alpn_protocols(["http/1.1"])
-    if client_cas_pem:
-        ctx.load_verify_locations(cadata=client_cas_pem.decode())
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
 
 
 def write_kubeconfig(path: Path, *, server: str, ca_pem: bytes, cert: Path, key: Path, user: str) -> None:
@@ -78,7 +101,8 @@ def write_kubeconfig(path: Path, *, server: str, ca_pem: bytes, cert: Path, key:
 def make_backend(args):
     if args.storage_backend == "embedded":
         from ..storage.embedded import EmbeddedBackend
-        backend = EmbeddedBackend(Path(args.data_dir) / "store", sync=args.embedded_sync)
+        backend = EmbeddedBackend(Path(args.data_dir) / "store", sync=args.embedded_sync,
+                                  compaction_interval=args.etcd_compaction_interval)
     else:
         if not args.etcd_servers:
             raise FlagError("--etcd-servers is required with --storage-backend=etcd3")
@@ -90,6 +114,26 @@ def make_backend(args):
         from ..storage.encryption import EncryptingBackend, load_encryption_config
         backend = EncryptingBackend(backend, load_encryption_config(args.encryption_provider_config))
     return backend
+
+
+def make_auditor(args):
+    """The audit log from ``--audit-log-path`` + ``--audit-policy-file`` (both needed, as in
+    kube: with no policy nothing is recorded)."""
+    if not args.audit_log_path:
+        return None
+    if not args.audit_policy_file:
+        log.warning("--audit-log-path is set without --audit-policy-file: no audit events are recorded")
+        return None
+    from ..filters.audit import AuditLogSink, AuditPolicy, Auditor, PolicyError
+    try:
+        policy = AuditPolicy.load(args.audit_policy_file)
+    except PolicyError as e:
+        raise FlagError(str(e)) from None
+    try:
+        sink = AuditLogSink(args.audit_log_path)
+    except OSError as e:
+        raise FlagError(f"--audit-log-path {args.audit_log_path}: {e.strerror}") from None
+    return Auditor(policy, sink, max_body_bytes=args.max_request_body_bytes)
 
 
 def run_serve(args) -> int:
@@ -125,35 +169,54 @@ def run_serve(args) -> int:
         c, k, ca = certs.ensure_self_signed_serving(cert_dir, hosts=hosts, ips=ips)
         cert_file, key_file, serving_ca = str(c), str(k), ca.read_bytes()
 
-    from ..server.app import ExtServer, serve
+    from ..server.app import ExtServer, ServingOptions, serve
     from ..server.handlers import HandlerConfig
+    from ..server.tls import DynamicTLS, peer_der
+    try:
+        tls = DynamicTLS(cert_file, key_file, min_version=args.tls_min_version)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise FlagError(f"--tls-cert-file/--tls-private-key-file: {e}") from None
+    serving = ServingOptions(request_timeout=args.request_timeout, max_requests_inflight=args.max_requests_inflight,
+                             max_mutating_requests_inflight=args.max_mutating_requests_inflight)
+    auditor = make_auditor(args)
     backend = make_backend(args)
     hc = HandlerConfig(max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout)
     local = is_local_mode(args)
-    announce: list[str] = []
     if local:
         local_ca = certs.ensure_ca(data_dir, "local-ca", "extserver-local-ca")
         admin_crt, admin_key = certs.ensure_client_cert(data_dir, "admin", local_ca, LOCAL_ADMIN, ["system:masters"])
-        client_cas_pem = local_ca.cert_pem
+        tls.set_client_cas(local_ca.cert_pem)
         from ..auth.x509 import X509Authenticator
         x509auth = X509Authenticator([local_ca.cert])
 
         async def authenticate(request):
-            return x509auth.authenticate_der(_peer_der(request))
+            return x509auth.authenticate_der(peer_der(request))
 
         async def authorize(user, info):  # AlwaysAllow, for the local admin only (authn admits no one else)
             return True, ""
 
-        server = ExtServer(groups, backend, handler_config=hc, authenticate=authenticate, authorize=authorize,
-                           anonymous_auth=bool(args.anonymous_auth),
-                           always_allow_paths=tuple(args.authorization_always_allow_paths))
+        local_server = ExtServer(groups, backend, handler_config=hc, authenticate=authenticate, authorize=authorize,
+                                 anonymous_auth=bool(args.anonymous_auth),
+                                 always_allow_paths=tuple(args.authorization_always_allow_paths),
+                                 serving=serving, auditor=auditor)
         kubeconfig = data_dir / "kubeconfig"
+
+        async def build_server() -> ExtServer:
+            return local_server
     else:
-        from ..auth.delegating import build_cluster_auth  # cluster mode: front-proxy, TokenReview, SAR
-        server, client_cas_pem = build_cluster_auth(args, groups, backend, hc)
         kubeconfig = None
 
-    ssl_ctx = tls_context(cert_file, key_file, args.tls_min_version, client_cas_pem)
+        async def build_server() -> ExtServer:
+            from ..auth.delegating import build_cluster_auth  # cluster mode: front-proxy, TokenReview, SAR
+            auth = await build_cluster_auth(args, tls)  # sets the trusted client CAs on ``tls``
+            server = ExtServer(groups, backend, handler_config=hc, authenticate=auth.authenticate,
+                               authorize=auth.authorize, anonymous_auth=auth.anonymous_auth,
+                               always_allow_paths=tuple(args.authorization_always_allow_paths),
+                               strip_credentials=auth.strip_credentials, serving=serving, auditor=auditor)
+            server.add_post_start_hook("authentication-config", lambda _server: auth.start())
+            server.shutdown_hooks.append(auth.stop)
+            server.metrics.add_collector(auth.render_metrics)
+            return server
 
     def on_listening(port: int) -> None:
         url = f"https://{host_for_url}:{port}"
@@ -171,26 +234,17 @@ def run_serve(args) -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
+
+    async def main() -> int:
+        server = await build_server()
+        return await serve(server, host=args.bind_address, port=args.secure_port, tls=tls,
+                           shutdown_delay=args.shutdown_delay_duration, on_listening=on_listening)
+
     try:
-        runner(serve(server, host=args.bind_address, port=args.secure_port, ssl_context=ssl_ctx,
-                     shutdown_delay=args.shutdown_delay_duration, on_listening=on_listening))
+        return runner(main())
     except StorageError as e:
         sys.stderr.write(f"extserver: error: storage: {e}\n")
         return 1
     except OSError as e:
         sys.stderr.write(f"extserver: error: cannot listen on {args.bind_address}:{args.secure_port}: {e.strerror}\n")
         return 1
-    return 0
-
-
-def _peer_der(request) -> bytes | None:
-    transport = request.transport
-    if transport is None:
-        return None
-    sslobj = transport.get_extra_info("ssl_object")
-    if sslobj is None:
-        return None
-    try:
-        return sslobj.getpeercert(binary_form=True)
-    except ValueError:
-        return None

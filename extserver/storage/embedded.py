@@ -10,7 +10,8 @@ Memory
     The current state and all retained MVCC history live in memory (:class:`_Index`):
     a sorted list of live keys, a sorted list of every key with retained versions, the
     versions of each key, and the event log of the retained revisions. Reads and watches
-    never touch the disk and never wait for writes.
+    never touch the disk and never wait for writes. Memory use is the live data plus the
+    retained history, which compaction bounds.
 
 Writes (group commit)
     A write is compare-and-swapped on the event loop against the committed state plus
@@ -113,25 +114,31 @@ class SqliteLog:
     def open(self) -> tuple[int, list[_Row]]:
         """Lock the directory, open (or create) the database and return
         (compacted revision, every row in revision order)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.parent / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        directory = self.path.parent
+        if not directory.is_dir():
+            directory.mkdir(parents=True)
+            _fsync_dir(directory.parent)
+        fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise Unavailable(f"storage directory {self.path.parent} is in use by another process") from None
+            raise Unavailable(f"storage directory {directory} is in use by another process") from None
         self._lock_fd = fd
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._conn = conn
-            conn.execute("PRAGMA journal_mode=WAL")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                log.warning("%s: the file system does not support WAL; journal mode is %s", self.path, mode)
             conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
             conn.execute("PRAGMA journal_size_limit=67108864")
             conn.executescript(_SCHEMA)
+            _fsync_dir(directory)  # make the database file's directory entry durable
             row = conn.execute("SELECT value FROM meta WHERE name = 'compact_revision'").fetchone()
             rows = conn.execute(
                 "SELECT rev, key, value, create_rev, prev_rev, deleted FROM log ORDER BY rev").fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self.close()
             raise Unavailable(f"cannot open {self.path}: {exc}") from exc
         return (row[0] if row else 0), rows
@@ -172,6 +179,14 @@ class SqliteLog:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(slots=True)
@@ -274,19 +289,19 @@ class _Index:
         return kvs, rest > 0, len(kvs) + rest
 
     def _count_at(self, i: int, j: int, hi: str | None, revision: int) -> int:
-        """Keys of ``history_keys[i:j]`` live at ``revision``: either by scanning them or,
-        when fewer writes happened since, from today's count corrected by those writes."""
+        """Keys of ``history_keys[i:j]`` live at ``revision``: by scanning them or (usually
+        cheaper: an event costs far less to visit than a key to look up) from today's count
+        corrected by the keys written since."""
         keys = self.history_keys
         since = self.revision - revision
-        if since >= j - i:
+        if since >= 8 * (j - i):
             return sum(1 for k in keys[i:j] if self.value_at(k, revision) is not None)
         lo = keys[i]
         live = self.live_keys
         count = (bisect.bisect_left(live, hi) if hi is not None else len(live)) - bisect.bisect_left(live, lo)
-        touched = {e.key for e in self.events[len(self.events) - since:]
-                   if lo <= e.key and (hi is None or e.key < hi)}
-        for k in touched:
-            count += (self.value_at(k, revision) is not None) - (k in self.current)
+        for k in {e.key for e in self.events[len(self.events) - since:]}:
+            if lo <= k and (hi is None or k < hi):
+                count += (self.value_at(k, revision) is not None) - (k in self.current)
         return count
 
     # -- compaction ---------------------------------------------------------------------
@@ -412,7 +427,7 @@ class EmbeddedBackend(Backend):
         self._queue: queue.SimpleQueue[_Write | _Compaction | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
-        self._state: Literal["new", "open", "closing", "closed"] = "new"
+        self._state: Literal["new", "starting", "open", "closing", "closed"] = "new"
         self._closed = asyncio.Event()
         self._failure: str | None = None
         #: set (and replaced) whenever a batch is applied or the store fails
@@ -426,8 +441,13 @@ class EmbeddedBackend(Backend):
     async def start(self) -> None:
         if self._state != "new":
             return
+        self._state = "starting"
         self._loop = asyncio.get_running_loop()
-        self._index = await asyncio.to_thread(self._load)
+        try:
+            self._index = await asyncio.to_thread(self._load)
+        except BaseException:
+            self._state = "new"
+            raise
         self._next_revision = self._index.revision + 1
         self._writer = threading.Thread(target=self._writer_main, name="extserver-storage-writer", daemon=True)
         self._writer.start()
@@ -526,9 +546,6 @@ class EmbeddedBackend(Backend):
             return write.kv, True
         return self._index.current.get(key), False
 
-    async def _next_apply(self) -> None:
-        await self._applied.wait()
-
     def _enqueue(self, key: str, kv: KeyValue | None, prev: KeyValue | None) -> asyncio.Future[None]:
         assert self._loop is not None
         write = _Write(self._next_revision, key, kv, prev, self._loop.create_future())
@@ -540,6 +557,10 @@ class EmbeddedBackend(Backend):
     async def create(self, key: str, value: bytes) -> KeyValue:
         if not key:
             raise ValueError("empty key")
+        try:
+            key.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"key is not valid UTF-8: {key!r}") from exc
         value = bytes(value)
         while True:
             current, uncommitted = self._effective(key)
@@ -547,7 +568,7 @@ class EmbeddedBackend(Backend):
                 break
             if not uncommitted:
                 raise KeyExists(key, current)
-            await self._next_apply()
+            await self._applied.wait()  # a queued write decides; wait for it to commit
         rev = self._next_revision
         kv = KeyValue(key, value, rev, rev)
         await self._enqueue(key, kv, None)
@@ -563,7 +584,7 @@ class EmbeddedBackend(Backend):
                 if current is None:
                     raise KeyNotFound(key)
                 raise RevisionMismatch(key, expected_mod_revision, current)
-            await self._next_apply()
+            await self._applied.wait()  # a queued write decides; wait for it to commit
         assert current is not None
         kv = KeyValue(key, value, current.create_revision, self._next_revision)
         await self._enqueue(key, kv, current)
@@ -578,7 +599,7 @@ class EmbeddedBackend(Backend):
                 if current is None:
                     raise KeyNotFound(key)
                 raise RevisionMismatch(key, expected_mod_revision, current)
-            await self._next_apply()
+            await self._applied.wait()  # a queued write decides; wait for it to commit
         assert current is not None
         rev = self._next_revision
         await self._enqueue(key, None, current)
@@ -620,23 +641,27 @@ class EmbeddedBackend(Backend):
         if failed:
             self._call(self._fail, writes, None)
             return True
+        try:
+            self._disk.append([w.row() for w in writes])
+        except Exception as exc:  # noqa: BLE001 - any error makes the store fail-stop
+            log.exception("storage commit failed")
+            self._call(self._fail, writes, exc)
+            return True
         self._call(self._apply_batch, writes)
-        import time; time.sleep(0.02)
-        self._disk.append([w.row() for w in writes])
         return False
 
     def _commit_compaction(self, op: _Compaction, failed: bool) -> bool:
-        if not failed:
-            try:
-                self._disk.compact(op.revision, op.drop)
-            except Exception as exc:  # noqa: BLE001
-                log.exception("storage compaction failed")
-                self._call(self._fail, [op], exc)
-                return True
-            self._call(self._apply_compaction, op)
-            return False
-        self._call(self._fail, [op], None)
-        return True
+        if failed:
+            self._call(self._fail, [op], None)
+            return True
+        try:
+            self._disk.compact(op.revision, op.drop)
+        except Exception as exc:  # noqa: BLE001 - any error makes the store fail-stop
+            log.exception("storage compaction failed")
+            self._call(self._fail, [op], exc)
+            return True
+        self._call(self._apply_compaction, op)
+        return False
 
     def _apply_batch(self, writes: list[_Write]) -> None:
         idx = self._index

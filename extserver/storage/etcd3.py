@@ -83,7 +83,7 @@ def _split_endpoint(endpoint: str) -> tuple[str, bool]:
 
 
 class EtcdClient:
-    """Channels to every endpoint, the KV/Watch/Maintenance stubs, and failover.
+    """Channels to every endpoint, the KV and Watch stubs, and failover.
 
     ``read`` retries an idempotent call on the next endpoint; ``write`` only when the
     request did not reach etcd. Both are bounded by ``request_timeout`` in total.
@@ -103,7 +103,6 @@ class EtcdClient:
         self._channels: list[grpc.aio.Channel] = []
         self.kv: list[pb_grpc.KVStub] = []
         self.watch: list[pb_grpc.WatchStub] = []
-        self.maintenance: list[pb_grpc.MaintenanceStub] = []
         #: index of the endpoint used for the next call (moves on failure)
         self.current = 0
         self.closed = False
@@ -131,7 +130,6 @@ class EtcdClient:
             self._channels.append(channel)
             self.kv.append(pb_grpc.KVStub(channel))
             self.watch.append(pb_grpc.WatchStub(channel))
-            self.maintenance.append(pb_grpc.MaintenanceStub(channel))
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait (bounded) until at least one endpoint's channel is ready."""

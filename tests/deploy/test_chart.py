@@ -393,3 +393,41 @@ def test_notes_explain_how_to_check(helm, tmp_path):
     assert "kubectl get apiservices v1beta1.wardle.example.com v1alpha1.wardle.example.com" in notes
     assert "kubectl get flunders.wardle.example.com" in notes
     assert "insecureSkipTLSVerify" not in notes
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS, ids=str)
+def test_rendered_command_line_parses_with_the_server_cli(render, value_set):
+    """The chart's flags are the ones `extserver serve` accepts (its real argument parser)."""
+    from extserver.cli import build_parser
+
+    objects = render(value_set)
+    _, container = _server_container(objects)
+    assert container["command"] == ["extserver", "serve"]
+    args = build_parser().parse_args([*container["command"][1:], *container["args"]])
+    assert args.command == "serve"
+    assert args.secure_port == 8443
+    assert args.authorization_mode == "Delegated"
+    assert args.data_dir == "/var/lib/extserver"
+    embedded = one(objects, "Deployment")["spec"]["strategy"]["type"] == "Recreate"
+    assert args.storage_backend == ("embedded" if embedded else "etcd3")
+    if not embedded:
+        assert args.etcd_servers and all(s.startswith("https://") for s in args.etcd_servers)
+    if args.cert_dir is None:
+        assert (args.tls_cert_file, args.tls_private_key_file) == (
+            "/etc/extserver/tls/tls.crt", "/etc/extserver/tls/tls.key")
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    for path in (args.tls_cert_file, args.etcd_cafile, args.encryption_provider_config, args.audit_policy_file):
+        if path:
+            assert str(Path(path).parent) in mounts, path
+    for writable in (args.data_dir, args.cert_dir):
+        if writable:
+            assert writable in mounts, writable
+
+
+def test_own_groups_without_the_bundled_one(render):
+    _, container = _server_container(render(None, "--set", "server.bundledGroups=false",
+                                            "--set-json", 'server.apiModules=["my.groups"]'))
+    from extserver.cli import build_parser
+
+    args = build_parser().parse_args(["serve", *container["args"]])
+    assert args.no_bundled_groups is True and args.api_module == ["my.groups"]

@@ -1,10 +1,10 @@
 """The certificates the chart renders (tls.type=helm and the bundled etcd) really work.
 
-The serving material is checked with cryptography's X.509 path validation for the name the
-kube-aggregator dials (<service>.<namespace>.svc) and with a real TLS handshake through
-Python's ssl module. The handshake server here is a plain ssl server on 127.0.0.1, a stand-in
-for extserver itself: swap in the real server (started with --tls-cert-file/--tls-private-key-file)
-once it exists. The etcd material is checked against the real etcd binary.
+The serving material is checked three ways for the name the kube-aggregator dials
+(<service>.<namespace>.svc): cryptography's X.509 path validation against the rendered
+APIService caBundle, a TLS handshake with a plain Python ssl server (the material alone),
+and a handshake with the real `extserver serve` started with the rendered certificate and
+key. The bundled etcd's certificates and flags are checked with the real etcd binary.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -81,6 +82,24 @@ def _write(tmp: Path, name: str, data: bytes) -> str:
     return str(path)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(proc: subprocess.Popen, port: int, log: Path) -> None:
+    for _ in range(200):  # at most ~20 s
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"{proc.args[0]} did not listen on {port}:\n{log.read_text()[-3000:]}")
+
+
 @pytest.fixture
 def tls_server(serving, tmp_path) -> Iterator[int]:
     """A TLS server on 127.0.0.1 (free port) using the rendered certificate and key; answers b"ok"."""
@@ -135,15 +154,59 @@ def test_tls_handshake_rejects_a_wrong_name(tls_server, serving):
         _handshake(tls_server, serving["ca_bundle"], f"{FULLNAME}.other-namespace.svc")
 
 
+# --- the real extserver with the rendered certificate and key ------------------------------
+
+@pytest.fixture
+def extserver_with_rendered_cert(serving, tmp_path) -> Iterator[int]:
+    """`extserver serve` (local mode, embedded store in tmp_path) on a free 127.0.0.1 port,
+    started with the rendered tls.crt/tls.key as the Deployment passes them. Anonymous auth
+    is on, as in a cluster, so that the kubelet-style probe below needs no credentials."""
+    port = _free_port()
+    cmd = [sys.executable, "-c", "import sys; from extserver.cli import main; sys.exit(main())",
+           "serve", "--bind-address=127.0.0.1", f"--secure-port={port}",
+           f"--tls-cert-file={_write(tmp_path, 'tls.crt', serving['crt'])}",
+           f"--tls-private-key-file={_write(tmp_path, 'tls.key', serving['key'])}",
+           f"--data-dir={tmp_path / 'data'}", "--storage-backend=embedded", "--anonymous-auth=true"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    log_path = tmp_path / "extserver.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+        try:
+            _wait_listening(proc, port, log_path)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+def _https_get(port: int, ca_bundle: bytes, server_name: str, path: str) -> tuple[int, str]:
+    context = ssl.create_default_context(cadata=ca_bundle.decode())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname=server_name) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
+            response = b""
+            while chunk := tls.recv(65536):
+                response += chunk
+            version = tls.version()
+    status = int(response.split(b" ", 2)[1])
+    return status, version
+
+
+def test_real_server_serves_the_rendered_certificate_for_the_service_name(extserver_with_rendered_cert, serving):
+    status, version = _https_get(extserver_with_rendered_cert, serving["ca_bundle"], SERVICE_DNS, "/livez")
+    assert status == 200
+    assert version in ("TLSv1.2", "TLSv1.3")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _https_get(extserver_with_rendered_cert, serving["ca_bundle"], "extserver.elsewhere.svc", "/livez")
+
+
 # --- bundled etcd: the rendered member/client certificates and flags with the real etcd ---
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -190,18 +253,6 @@ def bundled_etcd(render, tmp_path) -> Iterator[dict]:
             proc.kill()
             proc.wait(timeout=20)
         log.close()
-
-
-def _wait_listening(proc: subprocess.Popen, port: int, log: Path) -> None:
-    for _ in range(200):  # at most ~20 s
-        if proc.poll() is not None:
-            pytest.fail(f"etcd exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"etcd did not listen on {port}:\n{log.read_text()[-3000:]}")
 
 
 def _etcd_get(etcd: dict, path: str, with_client_cert: bool = True) -> tuple[int, bytes]:

@@ -31,7 +31,7 @@ def start_server(request, backend: str, extra_args: list[str] | None = None) -> 
 @pytest.fixture(scope="module", params=["embedded", "etcd3"])
 def server(request):
     """One server per test module and storage backend: every API test runs on both."""
-    srv = start_server(request, request.param)
+    srv = start_server(request, request.param, ["--api-module", "tests.e2e.widgets"])
     yield srv
     srv.stop()
     shutil.rmtree(srv.data_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import sqlite3
 import sys
@@ -16,6 +17,7 @@ from extserver.storage.embedded import EmbeddedBackend
 from extserver.storage.interface import (
     Compacted,
     KeyExists,
+    KeyValue,
     Unavailable,
     WatcherTooSlow,
 )
@@ -191,7 +193,8 @@ async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
 
     backend._disk.append = counting_append  # type: ignore[method-assign]
     try:
-        kvs = await asyncio.gather(*(backend.create(f"/g/{i:03d}", b"x") for i in range(200)))
+        async with asyncio.timeout(BOUND):
+            kvs = await asyncio.gather(*(backend.create(f"/g/{i:03d}", b"x") for i in range(200)))
         assert sorted(kv.mod_revision for kv in kvs) == list(range(2, 202))
         assert sum(commits) == 200
         assert len(commits) < 200
@@ -243,8 +246,9 @@ async def test_a_failed_commit_stops_writes_and_reports_unhealthy(tmp_path: Path
     append = backend._disk.append
     backend._disk.append = broken_append  # type: ignore[method-assign]
     try:
-        results = await asyncio.gather(*(backend.create(f"/f/{i}", b"x") for i in range(5)),
-                                       return_exceptions=True)
+        async with asyncio.timeout(BOUND):
+            results = await asyncio.gather(*(backend.create(f"/f/{i}", b"x") for i in range(5)),
+                                           return_exceptions=True)
         assert all(isinstance(r, Unavailable) for r in results)
         ok, reason = await backend.healthy()
         assert not ok and "disk I/O error" in reason
@@ -321,3 +325,41 @@ async def test_periodic_compaction_keeps_one_interval_of_history(tmp_path: Path)
         assert await backend.get("/p") == (first, first.mod_revision)
     finally:
         await backend.close()
+
+
+async def test_a_reopened_store_answers_exactly_as_before(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    names = [f"/m/{i:02d}" for i in range(20)]
+
+    async def answers(backend: EmbeddedBackend) -> tuple:
+        current = await backend.current_revision()
+        compacted = await backend.compacted_revision()
+        ranges = [(await backend.range("/m/", revision=r)).kvs for r in range(max(compacted, 1), current + 1)]
+        watch = backend.watch("/m/", compacted)
+        events: list = []
+        async with asyncio.timeout(BOUND):
+            while len(events) < current - max(compacted, 1):
+                events.extend(await anext(watch))
+        await watch.aclose()
+        return current, compacted, ranges, events
+
+    state: dict[str, KeyValue] = {}
+    for session in range(4):
+        backend = EmbeddedBackend(tmp_path, compaction_interval=0)
+        await backend.start()
+        try:
+            if session:
+                assert await answers(backend) == before
+            for i in range(150):
+                key = rng.choice(names)
+                if key not in state:
+                    state[key] = await backend.create(key, b"%d" % i)
+                elif rng.random() < 0.3:
+                    await backend.delete(key, state.pop(key).mod_revision)
+                else:
+                    state[key] = await backend.update(key, b"%d" % i, state[key].mod_revision)
+            current = await backend.current_revision()
+            await backend.compact(rng.randint(await backend.compacted_revision(), current))
+            before = await answers(backend)
+        finally:
+            await backend.close()

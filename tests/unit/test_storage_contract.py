@@ -400,3 +400,44 @@ async def test_watch_resumed_from_last_seen_revision_sees_every_event_once(backe
     finally:
         writing.cancel()
     assert seen == written
+
+
+async def test_reads_at_any_revision_match_a_model(backend: Backend, keyspace: str) -> None:
+    """Random writes, then random paged ranges and gets at random retained revisions,
+    compared with full snapshots of a model (before and after a compaction)."""
+    rng = random.Random(99)
+    names = [f"{keyspace}{c}{i}" for c in "abc" for i in range(8)]
+    state: dict[str, KeyValue] = {}
+    snapshots: dict[int, dict[str, KeyValue]] = {}
+    for i in range(400):
+        key = rng.choice(names)
+        if key not in state:
+            state[key] = await backend.create(key, b"%d" % i)
+            rev = state[key].mod_revision
+        elif rng.random() < 0.3:
+            _, rev = await backend.delete(key, state.pop(key).mod_revision)
+        else:
+            state[key] = await backend.update(key, b"%d" % i, state[key].mod_revision)
+            rev = state[key].mod_revision
+        snapshots[rev] = dict(state)
+
+    async def check(revisions: list[int]) -> None:
+        for _ in range(300):
+            rev = rng.choice(revisions)
+            snap = snapshots[rev]
+            prefix = rng.choice([keyspace, keyspace + "a", keyspace + "b", keyspace + "c1"])
+            start = rng.choice([None, rng.choice(names), rng.choice(names) + "\x00"])
+            limit = rng.choice([0, 1, 2, 5, 100])
+            res = await backend.range(prefix, start_key=start, limit=limit, revision=rev)
+            want = sorted((k for k in snap if k.startswith(prefix) and (start is None or k >= start)))
+            shown = want[:limit] if limit else want
+            assert res.kvs == [snap[k] for k in shown]
+            assert (res.revision, res.more, res.count) == (rev, len(want) > len(shown), len(want))
+            key = rng.choice(names)
+            assert await backend.get(key, rev) == (snap.get(key), rev)
+
+    revisions = sorted(snapshots)
+    await check(revisions)
+    middle = revisions[len(revisions) // 2]
+    await backend.compact(middle)
+    await check([r for r in revisions if r >= middle])

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""API benchmark: requests/s and p50/p99 latency against the running server over HTTPS.
+
+Starts ``extserver serve`` (local mode, 127.0.0.1, a temp data dir; ``--backend etcd3``
+starts a single etcd member on loopback too), then drives it with ``wrk -t2 -c32`` (Debian
+package ``wrk``; wrk presents no client certificate, so the bench server runs with
+``--anonymous-auth`` on loopback) for: get one object, list 100 objects (newest and
+``resourceVersion=0``), create, merge-patch; and with a Python asyncio client for watch
+event delivery latency with 100 and 1,000 watchers. Every loop is bounded in count and time.
+
+    python bench/bench_api.py [--backend embedded|etcd3] [--duration 10] [--workers N]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NS = "bench"
+BASE = "/apis/wardle.example.com/v1beta1"
+
+LUA_CREATE = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"apiVersion":"wardle.example.com/v1beta1","kind":"Flunder","metadata":{"name":"c-' ..
+               math.random(1, 1000000000) .. '-' .. counter .. '"}}'
+  return wrk.format("POST", nil, {["Content-Type"]="application/json"}, body)
+end
+"""
+
+LUA_PATCH = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"metadata":{"labels":{"n":"' .. counter .. '"}}}'
+  return wrk.format("PATCH", nil, {["Content-Type"]="application/merge-patch+json"}, body)
+end
+"""
+
+LUA_REPORT = """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50)/1000, latency:percentile(99)/1000, latency.mean/1000,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def start_server(data: Path, backend: str, etcd_endpoints: list[str] | None, workers: int) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "extserver.cli", "serve", "--bind-address", "127.0.0.1", "--secure-port", "0",
+           "--data-dir", str(data), "--anonymous-auth", "--storage-backend", backend,
+           "--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0"]
+    if etcd_endpoints:
+        cmd += ["--etcd-servers", ",".join(etcd_endpoints)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO))
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        m = re.search(r" on (https://[\d.]+:\d+)", line)
+        if m:
+            return proc, m.group(1)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def client_ssl(data: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(data / "certs" / "apiserver-ca.crt"))
+    ctx.load_cert_chain(str(data / "admin.crt"), str(data / "admin.key"))
+    return ctx
+
+
+async def seed(url: str, ctx: ssl.SSLContext, n: int) -> None:
+    import aiohttp
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=16)) as s:
+        async def one(i: int) -> None:
+            body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder",
+                    "metadata": {"name": f"seed-{i:04d}", "labels": {"bench": "seed"}},
+                    "spec": {"flunderReference": "x", "referenceType": "Flunder"}}
+            async with s.post(f"{url}{BASE}/namespaces/{NS}/flunders", json=body) as r:
+                assert r.status == 201, await r.text()
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def wrk(url: str, duration: int, script: str | None = None, threads: int = 2, conns: int = 32) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write((script or "") + LUA_REPORT)
+        lua = f.name
+    try:
+        p = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", lua, url],
+                           capture_output=True, text=True, timeout=duration + 60)
+    finally:
+        os.unlink(lua)
+    m = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+) (\d+)", p.stdout)
+    if not m:
+        raise SystemExit("wrk failed:\n" + p.stdout + p.stderr)
+    n, dur_us, p50, p99, mean, bad_status, sock_err = m.groups()
+    return {"rps": int(n) / (int(dur_us) / 1e6), "p50_ms": float(p50), "p99_ms": float(p99),
+            "non2xx": int(bad_status), "socket_errors": int(sock_err)}
+
+
+async def watch_latency(url: str, ctx: ssl.SSLContext, watchers: int, writes: int) -> dict:
+    """Open ``watchers`` watches, make ``writes`` updates one at a time, and measure the time
+    from each write's response to its event arriving at every watcher."""
+    import aiohttp
+    conn = aiohttp.TCPConnector(ssl=ctx, limit=0)
+    lat: list[float] = []
+    received = [0] * watchers
+    sent_at: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None)) as s:
+        name = "watched"
+        body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder", "metadata": {"name": name}}
+        async with s.post(f"{url}{BASE}/namespaces/{NS}-w/flunders", json=body) as r:
+            start_rv = (await r.json())["metadata"]["resourceVersion"]
+        ready = asyncio.Event()
+        opened = [0]
+
+        async def watcher(i: int) -> None:
+            params = {"watch": "1", "resourceVersion": start_rv, "timeoutSeconds": "300"}
+            async with s.get(f"{url}{BASE}/namespaces/{NS}-w/flunders", params=params) as r:
+                opened[0] += 1
+                if opened[0] == watchers:
+                    ready.set()
+                async for line in r.content:
+                    now = time.perf_counter()
+                    ev = json.loads(line)
+                    rv = ev["object"]["metadata"]["resourceVersion"]
+                    t0 = sent_at.get(rv)
+                    if t0 is not None:
+                        lat.append(now - t0)
+                    received[i] += 1
+                    if received[i] >= writes:
+                        return
+
+        tasks = [asyncio.create_task(watcher(i)) for i in range(watchers)]
+        await asyncio.wait_for(ready.wait(), 120)
+        await asyncio.sleep(0.5)
+        for k in range(writes):
+            patch = {"metadata": {"labels": {"k": str(k)}}}
+            async with s.patch(f"{url}{BASE}/namespaces/{NS}-w/flunders/{name}", json=patch,
+                               headers={"Content-Type": "application/merge-patch+json"}) as r:
+                t = time.perf_counter()
+                rv = (await r.json())["metadata"]["resourceVersion"]
+                sent_at[rv] = t
+            await asyncio.sleep(0.05)
+        done, pending = await asyncio.wait(tasks, timeout=120)
+        for t in pending:
+            t.cancel()
+    lat.sort()
+    expected = watchers * writes
+    return {"watchers": watchers, "events": len(lat), "expected": expected, "lost": expected - sum(received),
+            "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
+            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="embedded", choices=["embedded", "etcd3"])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk scenario (max 60)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--watch-writes", type=int, default=50)
+    args = ap.parse_args()
+    args.duration = max(1, min(args.duration, 60))
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    data = Path(tempfile.mkdtemp(prefix="extserver-bench-"))
+    cluster = None
+    endpoints = None
+    if args.backend == "etcd3":
+        from tests.etcd_cluster import EtcdCluster
+        cluster = EtcdCluster(data / "etcd", size=1).start()
+        endpoints = cluster.endpoints
+    proc, url = start_server(data / "server", args.backend, endpoints, args.workers)
+    try:
+        ctx = client_ssl(data / "server")
+        asyncio.run(seed(url, ctx, 100))
+        coll = f"{url}{BASE}/namespaces/{NS}/flunders"
+        results = {
+            "get one object": wrk(f"{coll}/seed-0042", args.duration),
+            "list 100 objects": wrk(coll, args.duration),
+            "list 100 objects, resourceVersion=0": wrk(f"{coll}?resourceVersion=0", args.duration),
+            "create": wrk(coll, args.duration, LUA_CREATE),
+            "merge-patch": wrk(f"{coll}/seed-0007", args.duration, LUA_PATCH),
+        }
+        print(f"backend={args.backend} wrk -t2 -c32 -d{args.duration}s over HTTPS (127.0.0.1)")
+        print(f"{'scenario':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        for k, v in results.items():
+            print(f"{k:40} {v['rps']:9.0f} {v['p50_ms']:8.2f} {v['p99_ms']:8.2f} {v['non2xx']:8d}")
+        for n in (100, 1000):
+            w = asyncio.run(watch_latency(url, ctx, n, args.watch_writes))
+            print(f"watch delivery, {n:>5} watchers: p50 {w['p50_ms']:.2f} ms, p99 {w['p99_ms']:.2f} ms, "
+                  f"events {w['events']}/{w['expected']}, lost {w['lost']}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

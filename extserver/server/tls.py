@@ -1,0 +1,240 @@
+"""Serving TLS whose certificate and trusted client CAs change without a restart.
+
+Python cannot swap the context of a listening socket, but OpenSSL's ClientHello callback
+can move one handshake to another context: the listener's ``sni_callback`` (called for every
+ClientHello, also without SNI, e.g. a client dialing ``https://127.0.0.1``) sets
+``ssl_object.context`` to the newest context. A new context is built when
+
+* the serving cert/key files change on disk (a thread polls them every ``poll_interval``;
+  a pair that does not load, e.g. half-written, is retried at the next poll), or
+* :meth:`DynamicTLS.set_client_cas` replaces the trusted client-CA bundle (the auth layer
+  calls it when the ``extension-apiserver-authentication`` ConfigMap or a CA file changes).
+
+Contexts are built from the PEM bytes in memory (a ``memfd`` on Linux: no disk I/O, so
+``set_client_cas`` is safe on the event loop and applies from the next handshake).
+Client certificates are optional (``CERT_OPTIONAL``: asked for on every connection and
+verified when presented; OpenSSL keeps the listener's verify mode whatever context a
+handshake moves to, so it is set even before any CA is trusted: until then a client that
+presents a certificate is refused at the handshake). ALPN offers ``http/1.1``. Key
+material is never logged."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import web
+
+log = logging.getLogger("extserver.tls")
+
+MIN_VERSIONS = {"VersionTLS12": ssl.TLSVersion.TLSv1_2, "VersionTLS13": ssl.TLSVersion.TLSv1_3}
+
+
+def peer_der(request: web.Request) -> bytes | None:
+    """The verified client certificate of ``request``'s connection (DER), or None."""
+    transport = request.transport
+    if transport is None:
+        return None
+    sslobj = transport.get_extra_info("ssl_object")
+    if sslobj is None:
+        return None
+    try:
+        return sslobj.getpeercert(binary_form=True)
+    except ValueError:
+        return None
+
+
+def _load_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """``load_cert_chain`` from memory (OpenSSL only reads files)."""
+    data = cert_pem.rstrip(b"\n") + b"\n" + key_pem
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("extserver-serving", os.MFD_CLOEXEC)
+        try:
+            with os.fdopen(os.dup(fd), "wb") as f:
+                f.write(data)
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="extserver-tls-") as d:  # not Linux: a private temp file
+        p = Path(d) / "pair.pem"
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        ctx.load_cert_chain(str(p))
+
+
+def build_context(cert_pem: bytes, key_pem: bytes, *, min_version: str = "VersionTLS12",
+                  client_cas_pem: bytes | None = None) -> ssl.SSLContext:
+    """A server context for one cert/key pair and client-CA bundle. Raises ``ssl.SSLError``
+    / ``ValueError`` when the pair or the bundle does not load."""
+    if min_version not in MIN_VERSIONS:
+        raise ValueError(f"unsupported TLS version {min_version!r} (supported: {', '.join(MIN_VERSIONS)})")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = MIN_VERSIONS[min_version]
+    _load_chain(ctx, cert_pem, key_pem)
+    ctx.set_alpn_protocols(["http/1.1"])
+    # always: a handshake keeps the verify mode of the listener's context, whichever
+    # context it is moved to, so client certificates must be asked for from the start
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    if client_cas_pem and client_cas_pem.strip():
+        ctx.load_verify_locations(cadata=client_cas_pem.decode())
+    return ctx
+
+
+def _stat(paths: tuple[str, ...]) -> tuple | None:
+    try:
+        return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in (os.stat(p) for p in paths))
+    except OSError:
+        return None
+
+
+def _read(paths: tuple[str, ...]) -> tuple[bytes, ...] | None:
+    try:
+        return tuple(Path(p).read_bytes() for p in paths)
+    except OSError:
+        return None
+
+
+@dataclass(eq=False)
+class _FileWatch:
+    """Files whose content change calls ``on_change({path: bytes})`` on the event loop."""
+
+    paths: tuple[str, ...]
+    on_change: Callable[[dict[str, bytes]], None]
+    loop: asyncio.AbstractEventLoop
+    sig: tuple | None = None
+    contents: tuple[bytes, ...] | None = field(default=None)
+
+    def poll(self) -> None:
+        sig = _stat(self.paths)
+        if sig is None or sig == self.sig:
+            return
+        data = _read(self.paths)
+        if data is None:
+            return  # mid-rotation: try again at the next poll
+        self.sig = sig
+        if data != self.contents:
+            first = self.contents is None
+            self.contents = data
+            if not first:
+                self.loop.call_soon_threadsafe(self.on_change, dict(zip(self.paths, data)))
+
+
+class DynamicTLS:
+    """The listener's TLS: see the module doc. ``start()``/``stop()`` run the file poller."""
+
+    def __init__(self, cert_file: str, key_file: str, *, min_version: str = "VersionTLS12",
+                 client_cas_pem: bytes | None = None, poll_interval: float = 1.0):
+        self.cert_file, self.key_file = str(cert_file), str(key_file)
+        self.min_version = min_version
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        # read once at startup, before serving
+        self._files_sig = _stat((self.cert_file, self.key_file))
+        pair = _read((self.cert_file, self.key_file))
+        if pair is None:
+            raise OSError(f"cannot read {self.cert_file} / {self.key_file}")
+        self._cert_pem, self._key_pem = pair
+        self._cas_pem = client_cas_pem or None
+        self._listener = self._build()
+        self._listener.sni_callback = self._on_client_hello
+        self._current = self._listener
+        self._failed: tuple[bytes, bytes] | None = None
+        self._watches: list[_FileWatch] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: how many times a new context was put in place (serving cert or client CAs)
+        self.reloads = 0
+
+    def _build(self) -> ssl.SSLContext:
+        return build_context(self._cert_pem, self._key_pem, min_version=self.min_version,
+                             client_cas_pem=self._cas_pem)
+
+    def context(self) -> ssl.SSLContext:
+        """The listener's context (give it to the server socket once)."""
+        return self._listener
+
+    def _on_client_hello(self, sslobj: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
+        current = self._current
+        if current is not ctx:
+            sslobj.context = current
+
+    # --- client CAs --------------------------------------------------------------------
+    def set_client_cas(self, pem: bytes | None) -> None:
+        """Trust ``pem`` (a bundle of CA certificates) for client certificates from the next
+        handshake on. Raises ``ssl.SSLError`` for a bundle that does not load (the previous
+        one stays)."""
+        with self._lock:
+            old = self._cas_pem
+            self._cas_pem = pem or None
+            try:
+                self._current = self._build()
+            except (ssl.SSLError, ValueError):
+                self._cas_pem = old
+                raise
+            self.reloads += 1
+        log.info("client CA bundle replaced (%d certificate(s))", (pem or b"").count(b"-----BEGIN CERTIFICATE-----"))
+
+    # --- file polling -------------------------------------------------------------------
+    def watch_files(self, paths: list[str], on_change: Callable[[dict[str, bytes]], None]) -> None:
+        """Call ``on_change({path: content})`` on the running event loop whenever the content
+        of one of ``paths`` changes (e.g. ``--client-ca-file``) after the first poll, which
+        takes the current content as the baseline. Call from the event loop."""
+        self._watches.append(_FileWatch(tuple(str(p) for p in paths), on_change, asyncio.get_running_loop()))
+
+    def poll_once(self) -> None:
+        """Check the serving pair and the watched files (runs in the poller thread)."""
+        self._poll_serving()
+        for w in list(self._watches):
+            w.poll()
+
+    def _poll_serving(self) -> None:
+        sig = _stat((self.cert_file, self.key_file))
+        if sig is None or sig == self._files_sig:
+            return
+        pair = _read((self.cert_file, self.key_file))
+        if pair is None:
+            return
+        if pair == (self._cert_pem, self._key_pem):
+            self._files_sig = sig
+            return
+        with self._lock:
+            try:
+                ctx = build_context(pair[0], pair[1], min_version=self.min_version, client_cas_pem=self._cas_pem)
+            except (ssl.SSLError, ValueError) as e:
+                if pair != self._failed:  # once per content: a rotation may be half-written
+                    self._failed = pair
+                    log.warning("new serving certificate in %s / %s does not load yet: %s",
+                                self.cert_file, self.key_file, e)
+                return
+            self._cert_pem, self._key_pem = pair
+            self._files_sig = sig
+            self._current = ctx
+            self.reloads += 1
+        log.info("serving certificate reloaded from %s", self.cert_file)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.poll_once()
+            except Exception:  # keep polling whatever one round hit
+                log.exception("TLS file poller")
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="tls-reloader", daemon=True)
+            self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None

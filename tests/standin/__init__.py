@@ -1,0 +1,1 @@
+"""Test stand-ins for external systems (never used by the server itself)."""
