@@ -192,6 +192,20 @@ def load_groups(args) -> list:
     return groups
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft open-files limit to the hard one (as Go programs do at start): every
+    watch holds a connection, and 1,024 descriptors run out quickly."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -199,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "serve":
+        raise_open_files_limit()
         from .server.run import run_serve
         try:
             return run_serve(args)

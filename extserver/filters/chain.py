@@ -20,10 +20,11 @@ from .requestinfo import RequestInfo
 
 #: the response header (and request header, echoed when present) carrying the audit ID
 AUDIT_ID_HEADER = "Audit-Id"
-#: where a Status error response keeps its error, for the audit log
-STATUS_ERROR_KEY = "extserver.status_error"
+#: where a Status error response keeps its error, for the audit log (typed keys: aiohttp >= 3.11)
+STATUS_ERROR_KEY: Any = web.ResponseKey("extserver_status_error", E.StatusError) \
+    if hasattr(web, "ResponseKey") else "extserver_status_error"
 #: where the request keeps its context (for the response-prepare hook)
-CONTEXT_KEY = "extserver.ctx"
+CONTEXT_KEY: Any = web.RequestKey("extserver_ctx", object) if hasattr(web, "RequestKey") else "extserver_ctx"
 
 
 @dataclass(slots=True, eq=False)

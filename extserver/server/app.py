@@ -73,6 +73,21 @@ class ServingOptions:
     max_mutating_requests_inflight: int = 200
 
 
+def aggregated_discovery_version(accept: str) -> str | None:
+    """The ``apidiscovery.k8s.io`` version the client prefers among those served (the first
+    acceptable entry of ``Accept`` by quality then order), or None for the plain
+    ``APIGroupList``."""
+    if "apidiscovery.k8s.io" not in accept:
+        return None
+    for media, params, _q in N._parse_accept(accept):
+        if media in (N.JSON, "application/*", "*/*") and params.get("g") == "apidiscovery.k8s.io" \
+                and params.get("as") == "APIGroupDiscoveryList":
+            av = f"apidiscovery.k8s.io/{params.get('v', '')}"
+            if av in (AGG_V2, AGG_V2BETA1):
+                return av
+    return None
+
+
 def _platform() -> str:
     machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     return f"{platform.system().lower()}/{machine}"
@@ -247,12 +262,11 @@ class ExtServer:
                 raise E.MethodNotSupported("", path, request.method)
             raise E.PathNotFound()
         if path == "/apis":
-            accept = request.headers.get("Accept", "")
-            for av, key in ((AGG_V2, "agg:" + AGG_V2), (AGG_V2BETA1, "agg:" + AGG_V2BETA1)):
+            av = aggregated_discovery_version(request.headers.get("Accept", ""))
+            if av is not None:
                 g, v = av.split("/")
-                if f"g={g}" in accept and f"v={v}" in accept and "as=APIGroupDiscoveryList" in accept:
-                    return self._etag_response(request, self._static[key],
-                                               f"application/json;g={g};v={v};as=APIGroupDiscoveryList")
+                return self._etag_response(request, self._static["agg:" + av],
+                                           f"application/json;g={g};v={v};as=APIGroupDiscoveryList")
         body = self._static.get(path)
         if body is not None:
             return web.Response(body=body, content_type=N.JSON)

@@ -414,23 +414,16 @@ class ResourceHandler:
                 if g == sv.group and v in self.res.versions:
                     target = self.res.versions[v]
             if target is None:
-                if kind != sv.kind:
-                    raise E.BadRequest(f"the object provided is unrecognized: {kind} in version "
-                                       f'"{api_version}" is not the kind this endpoint serves ({sv.kind})'
-                                       if not self._known(api_version, kind) else
-                                       f'the API version in the data ({api_version}) does not match the '
-                                       f'expected API version ({sv.api_version})')
                 raise E.BadRequest(f'the API version in the data ({api_version}) does not match the '
-                                   f'expected API version ({sv.api_version})')
+                                   f'expected API version ({sv.api_version})' if kind == sv.kind else
+                                   f'the object provided is unrecognized: kind "{kind}" (apiVersion '
+                                   f'"{api_version}") is not {sv.kind}, the kind this endpoint serves')
             sv = target  # another served version of the same kind: convert through the hub
         obj, warnings = decode_versioned(sv.model, doc, kind=sv.kind, version=sv.version,
                                          field_validation=fv, dups=dups)
         sv.set_defaults(obj)
         hub = sv.to_hub(obj)
         return hub, warnings
-
-    def _known(self, api_version: Any, kind: Any) -> bool:
-        return False
 
     async def create(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
         out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
