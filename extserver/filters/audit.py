@@ -7,7 +7,6 @@ some. Lines are written by a thread: the event loop only queues bytes."""
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import logging
 import queue
 import sys
@@ -33,8 +32,10 @@ LEVELS = {"None": NONE, "Metadata": METADATA, "Request": REQUEST, "RequestRespon
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
 POLICY_API_VERSIONS = ("audit.k8s.io/v1",)
-#: lines queued for the writer thread before events are dropped (and counted)
-QUEUE_LIMIT = 10000
+#: batches queued for the writer thread before events are dropped (and counted)
+QUEUE_LIMIT = 1000
+#: how long lines gather on the event loop before going to the writer thread as one batch
+FLUSH_INTERVAL = 0.02
 
 
 class PolicyError(ValueError):
@@ -185,48 +186,63 @@ def _rule(r: Any, i: int, policy_omit: frozenset[str]) -> PolicyRule:
 
 # --- the log backend -------------------------------------------------------------------------
 class AuditLogSink:
-    """JSON lines to a file (or stdout), written by one thread: ``write`` never blocks."""
+    """JSON lines to a file (or stdout), written by one thread. ``write`` never blocks: lines
+    gather on the event loop for ``FLUSH_INTERVAL`` and go to the thread as one batch (one
+    thread wake-up per batch, not per event)."""
 
     def __init__(self, path: str):
         self.path = path
         # opened at startup (before serving): a path that cannot be written is a flag error
         self._file: IO[bytes] = sys.stdout.buffer if path == "-" else open(path, "ab")  # noqa: SIM115
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_LIMIT)
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(QUEUE_LIMIT)
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
         self._thread = threading.Thread(target=self._run, name="audit-log", daemon=True)
         self._thread.start()
         self.events = 0
         self.dropped = 0
 
     def write(self, line: bytes) -> None:
+        self._pending.append(line)
+        if self._flush_scheduled:
+            return
         try:
-            self._queue.put_nowait(line)
-            self.events += 1
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop: hand it over now
+            self._flush()
+            return
+        self._flush_scheduled = True
+        loop.call_later(FLUSH_INTERVAL, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        n, batch = len(self._pending), b"".join(self._pending)
+        self._pending = []
+        try:
+            self._queue.put_nowait((n, batch))
+            self.events += n
         except queue.Full:
-            self.dropped += 1
+            self.dropped += n
 
     def _run(self) -> None:
         f = self._file
         while True:
             item = self._queue.get()
-            batch = []
-            while item is not None:
-                batch.append(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                try:
-                    f.write(b"".join(batch))
-                    f.flush()
-                except OSError as e:
-                    self.dropped += len(batch)
-                    log.error("cannot write the audit log %s: %s", self.path, e)
             if item is None:
                 return
+            n, batch = item
+            try:
+                f.write(batch)
+                f.flush()
+            except OSError as e:
+                self.dropped += n
+                log.error("cannot write the audit log %s: %s", self.path, e)
 
     async def close(self) -> None:
-        """Write what is queued, then stop (the file is closed)."""
+        """Write what is pending, then stop (the file is closed)."""
+        self._flush()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         if self._file is not sys.stdout.buffer:
@@ -234,8 +250,18 @@ class AuditLogSink:
 
 
 # --- events ----------------------------------------------------------------------------------
+_second: list = [None, ""]  # the last second formatted: (epoch second, "YYYY-MM-DDTHH:MM:SS")
+
+
 def _micro_time(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 with microseconds, UTC (``metav1.MicroTime``)."""
+    sec = int(t)
+    us = round((t - sec) * 1_000_000)
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    if _second[0] != sec:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{us:06d}Z"
 
 
 def _user(u: UserInfo | None) -> dict[str, Any]:

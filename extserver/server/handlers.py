@@ -282,52 +282,50 @@ class ResourceHandler:
         resp.headers["Cache-Control"] = "no-cache, private"
         server = request.app.get("server")
         await resp.prepare(request)
-        last_rv = 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        it = events.__aiter__()
-        nxt: asyncio.Future | None = None
-        closing = server.shutdown_event if server is not None else None
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                if nxt is None:
-                    nxt = asyncio.ensure_future(it.__anext__())
-                waiters = [nxt]
-                if closing is not None:
-                    cw = asyncio.ensure_future(closing.wait())
-                    waiters.append(cw)
-                done, _ = await asyncio.wait(waiters, timeout=min(remaining, self.config.bookmark_interval),
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if closing is not None:
-                    if not cw.done():
-                        cw.cancel()
-                    elif nxt not in done:
-                        break  # the server is shutting down: end the watch cleanly
-                if nxt not in done:
-                    if bookmarks and last_rv:
-                        await resp.write(self._bookmark(last_rv, out, initial_end=False))
-                    continue
-                try:
-                    ev: WatchEvent = nxt.result()
-                except StopAsyncIteration:
-                    break
-                nxt = None
-                last_rv = max(last_rv, ev.revision)
+        state = {"rv": 0}
+
+        async def pump() -> None:
+            """Write events as they come: one await per event, nothing allocated per event
+            besides its bytes (which the codec serialized once for every watcher)."""
+            async for ev in events:
+                state["rv"] = max(state["rv"], ev.revision)
                 if ev.type == "BOOKMARK":
                     if bookmarks:
                         await resp.write(self._bookmark(ev.revision, out, initial_end=True))
                     continue
                 await resp.write(self._event_bytes(ev, out, request))
-        except E.StatusError as e:
-            await resp.write(orjson.dumps({"type": "ERROR", "object": e.status()}) + b"\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pump_task = asyncio.ensure_future(pump())
+        closing = server.shutdown_event if server is not None else None
+        closing_task = asyncio.ensure_future(closing.wait()) if closing is not None else None
+        waiters = {pump_task} | ({closing_task} if closing_task is not None else set())
+        try:
+            # supervise: timeout, periodic bookmarks, server shutdown
+            while not pump_task.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (closing_task is not None and closing_task.done()):
+                    break
+                await asyncio.wait(waiters, timeout=min(remaining, self.config.bookmark_interval),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not pump_task.done() and bookmarks and state["rv"] and loop.time() < deadline:
+                    await resp.write(self._bookmark(state["rv"], out, initial_end=False))
+            if pump_task.done():
+                exc = pump_task.exception()
+                if isinstance(exc, E.StatusError):
+                    await resp.write(orjson.dumps({"type": "ERROR", "object": exc.status()}) + b"\n")
+                elif exc is not None:
+                    raise exc
         finally:
-            if nxt is not None and not nxt.done():
-                nxt.cancel()
+            for t in (pump_task, closing_task):
+                if t is not None and not t.done():
+                    t.cancel()
+            if not pump_task.done() or pump_task.cancelled():
+                try:
+                    await pump_task
+                except (asyncio.CancelledError, Exception):
+                    pass
             try:
                 await events.aclose()
             except Exception:
