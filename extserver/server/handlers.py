@@ -21,6 +21,7 @@ from ..machinery.patch import (apply_json_patch, apply_merge_patch, decode_json_
                                decode_strategic_merge_patch, strategic_merge_patch)
 from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import validate_path_segment_name
+from ..registry import fieldmanager
 from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent
 from ..storage.interface import KeyValue
 from ..filters.requestinfo import RequestInfo
@@ -484,8 +485,7 @@ class ResourceHandler:
                           allowed_conv=("Table", "PartialObjectMetadata"))
         ptype = N.body_kind(request.headers.get("Content-Type"), patch=True)
         if ptype == "apply":
-            raise E.UnsupportedMediaType("application/apply-patch+yaml",
-                                         [t for t, k in N.PATCH_TYPES.items() if k != "apply"])
+            return await self.apply(request, info, user, pretty, out)
         dry = self._dry_run(request)
         fv = self._field_validation(request)
         self._check_field_manager(request)
@@ -517,6 +517,58 @@ class ResourceHandler:
             if hub.metadata.resource_version == str(old_kv.mod_revision):
                 # not set by the patch: re-applied to the newest object on a storage conflict
                 hub.metadata.resource_version = None
+            return hub
+
+        kv, _created, w2 = await self.registry.update(info.namespace, info.name, make, user=user, dry_run=dry,
+                                                      version=self.sv.version, subresource=info.subresource,
+                                                      unconditional=True)
+        if dry:
+            return respond(self._dry_doc(kv, out, request), out, 200, warnings + w2)
+        return self._object_response(request, kv, pretty, 200, warnings + w2, out)
+
+    async def apply(self, request: web.Request, info: RequestInfo, user, pretty: bool,
+                    out: N.Output) -> web.Response:
+        """Server-side apply: create or merge the applied configuration, owning its fields
+        under ``fieldManager`` (conflicts -> 409 unless ``force=true``)."""
+        dry = self._dry_run(request)
+        fv = self._field_validation(request)
+        manager = _q(request, "fieldManager")
+        if not manager:
+            raise E.Invalid("meta.k8s.io", "PatchOptions", "", [E.required(
+                "fieldManager", "is required for apply patch")])
+        self._check_field_manager(request)
+        force = _bool(_q(request, "force", "false"))
+        applied, _ = parse_body(await self._read_body(request), "apply")
+        if not isinstance(applied, dict):
+            raise E.BadRequest("the applied configuration must be an object")
+        if not applied.get("apiVersion") or not applied.get("kind"):
+            raise E.BadRequest("apiVersion and kind must be set in an applied configuration")
+        md = applied.get("metadata") or {}
+        if md.get("name") not in (None, info.name):
+            raise E.BadRequest(f'the name of the object ({md.get("name")}) does not match the name on the '
+                               f'URL ({info.name})')
+        kw = dict(manager=manager, api_version=self.sv.api_version, force=force, group=self.registry.group,
+                  resource=self.res.plural, name=info.name, subresource=info.subresource)
+        warnings: list[str] = []
+        try:
+            await self.registry.get(info.namespace, info.name)
+        except E.NotFound:
+            if info.subresource:
+                raise
+            doc = fieldmanager.apply(None, applied, **kw)
+            doc["metadata"]["name"] = info.name
+            hub, warnings = self._decode(doc, fv=fv, dups=[], info=info)
+            kv, w2 = await self.registry.create(info.namespace, hub, user=user, dry_run=dry,
+                                                version=self.sv.version)
+            if dry:
+                return respond(self._dry_doc(kv, out, request), out, 201, warnings + w2)
+            return self._object_response(request, kv, pretty, 201, warnings + w2, out)
+
+        def make(old, old_kv):
+            cur = self.codec.versioned_dict(old_kv, self.sv.version)
+            hub, w = self._decode(fieldmanager.apply(cur, applied, **kw), fv=fv, dups=[], info=info)
+            warnings[:] = w
+            hub.metadata.resource_version = None  # re-applied to the newest object on a conflict
             return hub
 
         kv, _created, w2 = await self.registry.update(info.namespace, info.name, make, user=user, dry_run=dry,

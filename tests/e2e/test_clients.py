@@ -181,3 +181,18 @@ def test_python_dynamic_client(kserver):
     t.join(30)
     assert events == [("MODIFIED", "pyf"), ("DELETED", "pyf")]
     assert fl.get(namespace=ns).items == []
+
+
+def test_kubectl_server_side_apply(kserver):
+    ns = "ssa-" + uuid.uuid4().hex[:6]
+    p = kubectl(kserver, "apply", "--server-side", "-f", "-", input=manifest("srv", ns, flunderReference="one",
+                                                                              referenceType="Flunder"))
+    assert "serverside-applied" in p.stdout
+    obj = json.loads(kubectl(kserver, "get", "fl", "srv", "-n", ns, "-o", "json", "--show-managed-fields").stdout)
+    assert [e["manager"] for e in obj["metadata"]["managedFields"]] == ["kubectl"]
+    other = kubectl(kserver, "apply", "--server-side", "--field-manager", "other", "-f", "-", check=False,
+                    input=manifest("srv", ns, flunderReference="two", referenceType="Flunder"))
+    assert other.returncode != 0 and "conflict" in other.stderr.lower()
+    kubectl(kserver, "apply", "--server-side", "--field-manager", "other", "--force-conflicts", "-f", "-",
+            input=manifest("srv", ns, flunderReference="two", referenceType="Flunder"))
+    assert kubectl(kserver, "get", "fl", "srv", "-n", ns, "-o", "jsonpath={.spec.flunderReference}").stdout == "two"
