@@ -226,4 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run as ``python -m extserver.cli``: use the package module, so that its exception
+    # classes are the ones the server raises
+    from extserver.cli import main as _main
+    sys.exit(_main())

@@ -163,14 +163,15 @@ def _rule(r: Any, i: int, policy_omit: frozenset[str]) -> PolicyRule:
         raise PolicyError(f"{where}: must be an object")
     level = r.get("level")
     if level not in LEVELS:
-        raise PolicyError(f'{where}.level: Unsupported value: {level!r}: supported values: '
+        raise PolicyError(f'{where}.level: Unsupported value: "{level}": supported values: '
                           + ", ".join(f'"{x}"' for x in LEVELS))
     groups = []
     for j, gr in enumerate(r.get("resources") or []):
         if not isinstance(gr, dict):
             raise PolicyError(f"{where}.resources[{j}]: must be an object")
-        groups.append(GroupResources(str(gr.get("group") or ""), _strings(gr.get("resources"), f"{where}.resources[{j}].resources"),
-                                     _strings(gr.get("resourceNames"), f"{where}.resources[{j}].resourceNames")))
+        at = f"{where}.resources[{j}]"
+        groups.append(GroupResources(str(gr.get("group") or ""), _strings(gr.get("resources"), f"{at}.resources"),
+                                     _strings(gr.get("resourceNames"), f"{at}.resourceNames")))
     urls = _strings(r.get("nonResourceURLs"), f"{where}.nonResourceURLs")
     namespaces = _strings(r.get("namespaces"), f"{where}.namespaces")
     if urls and (groups or namespaces):
@@ -414,8 +415,11 @@ class _TeeStream:
     def iter_any(self) -> AsyncStreamIterator[bytes]:
         return AsyncStreamIterator(self.readany)
 
+    async def readline(self) -> bytes:
+        return self._keep(await self._inner.readline())
+
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._inner.__aiter__()
+        return AsyncStreamIterator(self.readline)
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -21,7 +21,7 @@ from ..machinery.meta import KubeObject, now_rfc3339
 from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import validate_object_meta, validate_object_meta_update
 from ..storage.interface import (Backend, Compacted, Event, FutureRevision, KeyExists, KeyNotFound,
-                                 KeyValue, RevisionMismatch)
+                                 KeyValue, RevisionMismatch, Unavailable, WatcherTooSlow)
 from .codec import Codec
 
 _NAME_CHARS = string.ascii_lowercase + string.digits
@@ -476,6 +476,10 @@ class Registry:
                         yield we
         except Compacted as e:
             raise E.too_old_resource_version(e.requested, e.compacted) from None
+        except WatcherTooSlow:
+            return  # as kube's cacher: a watcher that fell behind is closed; clients re-watch
+        except Unavailable as e:
+            raise E.StatusError(f"storage is unavailable: {e}", code=500, reason="InternalError") from None
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

@@ -26,13 +26,13 @@ import termios
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
 from .. import __version__
-from ..api import APIGroup, AdmissionAttributes, ServedVersion
+from ..api import AdmissionAttributes, AdmissionPlugin, APIGroup, ServedVersion
 from ..filters.audit import Auditor, with_audit
 from ..filters.authentication import Authenticate, StripCredentials, with_authentication
 from ..filters.authorization import Authorize, forbidden_message, with_authorization
@@ -50,6 +50,7 @@ from . import discovery
 from .handlers import HandlerConfig, ResourceHandler
 from .health import Health, adapt
 from .metrics import MetricsRegistry, RequestMetrics, process_metrics
+from .tls import DynamicTLS
 
 __all__ = ["ExtServer", "ServingOptions", "serve", "status_response", "forbidden_message", "Authenticate",
            "Authorize"]
@@ -94,14 +95,23 @@ def _platform() -> str:
 
 
 class ExtServer:
+    """An API server for ``groups`` on ``backend``: registries and handlers per resource,
+    discovery and OpenAPI documents, the request chain (:meth:`build_chain`), health checks
+    (``health``), metrics (``metrics``) and the lifecycle hooks; :func:`serve` runs it."""
+
     def __init__(self, groups: list[APIGroup], backend: Backend, *, handler_config: HandlerConfig | None = None,
                  authenticate: Authenticate | None = None, authorize: Authorize | None = None,
                  anonymous_auth: bool = False, always_allow_paths: tuple[str, ...] = ("/healthz", "/readyz", "/livez"),
                  strip_credentials: StripCredentials | None = None, serving: ServingOptions | None = None,
-                 auditor: Auditor | None = None, metrics: MetricsRegistry | None = None):
+                 auditor: Auditor | None = None, metrics: MetricsRegistry | None = None,
+                 admission_plugins: list[AdmissionPlugin] | None = None):
         for g in groups:
             g.validate()
         self.groups = groups
+        #: every in-process admission plugin, in order: the server's own (``admission_plugins``,
+        #: e.g. NamespaceLifecycle, first as in kube) then each group's
+        self.admission_plugins: list[AdmissionPlugin] = list(admission_plugins or []) + [
+            p for g in groups for p in g.admission_plugins]
         self.backend = backend
         self.config = handler_config or HandlerConfig()
         self.authenticate = authenticate
@@ -123,8 +133,8 @@ class ExtServer:
         self.post_start_hooks: list[PostStartHook | tuple[str, PostStartHook]] = []
         #: ``async hook()`` run when the server has stopped serving (close clients, files ...)
         self.shutdown_hooks: list[ShutdownHook] = []
-        #: the serving TLS (``tls.DynamicTLS``) once ``serve`` runs with one
-        self.tls: Any = None
+        #: the serving TLS once ``serve`` runs with one (``set_client_cas``)
+        self.tls: DynamicTLS | None = None
         for g in groups:
             for res in g.resources.values():
                 reg = Registry(res, backend, admission=self._admission_for(g), server=self)
@@ -160,9 +170,9 @@ class ExtServer:
         self.post_start_hooks.append((name, hook))
 
     def _admission_for(self, g: APIGroup):
-        """Every group's in-process plugins see every request (as kube's admission chain):
-        all mutating ``admit`` calls, then all ``validate`` calls."""
-        chain = [p for grp in self.groups for p in grp.admission_plugins]
+        """Every in-process plugin sees every request (as kube's admission chain): all
+        mutating ``admit`` calls, then all ``validate`` calls."""
+        chain = self.admission_plugins
 
         async def admit(attrs: AdmissionAttributes) -> None:
             for p in chain:
@@ -318,7 +328,7 @@ class ExtServer:
             return True, ""
 
         async def informers() -> tuple[bool, str]:
-            waiting = [p.name for g in self.groups for p in g.admission_plugins if not p.ready()]
+            waiting = [p.name for p in self.admission_plugins if not p.ready()]
             return (False, f"{len(waiting)} informers not started yet: {waiting}") if waiting else (True, "")
 
         async def shutdown() -> tuple[bool, str]:
@@ -327,7 +337,7 @@ class ExtServer:
         h.add("ping", ping, livez=True)
         # the storage check is named as kube names it when the storage is etcd
         h.add("etcd" if self.backend.name == "etcd3" else "storage", self.backend.healthy)
-        if any(g.admission_plugins for g in self.groups):
+        if self.admission_plugins:
             h.add("informer-sync", informers, healthz=False)
         auth_obj = getattr(self.authenticate, "__self__", self.authenticate)
         if callable(getattr(auth_obj, "healthy", None)):
@@ -372,9 +382,8 @@ class ExtServer:
         """Before listening: storage and the admission plugins start; post-start hook checks
         are installed (failing until the hooks ran)."""
         await self.backend.start()
-        for g in self.groups:
-            for p in g.admission_plugins:
-                await p.start(self)
+        for p in self.admission_plugins:
+            await p.start(self)
         for name, _ in self._hooks():
             if name not in self._hooks_done:
                 self._hooks_done[name] = False
@@ -425,8 +434,8 @@ class ExtServer:
 
 
 async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
-                tls: Any = None, shutdown_delay: float = 0.0, on_listening: Callable[[int], None] | None = None,
-                stop: asyncio.Event | None = None) -> int:
+                tls: DynamicTLS | None = None, shutdown_delay: float = 0.0,
+                on_listening: Callable[[int], None] | None = None, stop: asyncio.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop``); returns the exit code.
 
     ``tls`` (a ``tls.DynamicTLS``) gives the listener's context and reloads it; otherwise
@@ -496,15 +505,15 @@ def _open_sockets(connections: list) -> list[tuple[int, int]]:
 
 
 def _unsent(fd: int, ino: int) -> int | None:
-    """Bytes the kernel has not yet delivered on socket ``fd`` (None once it is closed; -1
-    when the platform cannot tell)."""
+    """Bytes the kernel has not yet delivered on socket ``fd``; None once it is closed or
+    when the platform cannot tell (Linux can)."""
     try:
         if os.fstat(fd).st_ino != ino:
             return None
     except OSError:
         return None
     if not hasattr(termios, "TIOCOUTQ"):
-        return -1
+        return None
     try:
         return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     except OSError:

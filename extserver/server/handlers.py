@@ -23,7 +23,7 @@ from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import validate_path_segment_name
 from ..registry import fieldmanager
 from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent
-from ..storage.interface import KeyValue
+from ..storage.interface import KeyValue, StorageError
 from ..filters.requestinfo import RequestInfo
 
 STATUS_SUCCESS_KIND = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
@@ -78,6 +78,12 @@ class ResourceHandler:
 
     # --- entry --------------------------------------------------------------------------
     async def handle(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+        try:
+            return await self._handle(request, info, user)
+        except StorageError as e:  # etcd unreachable, disk failure, ...: kube's storage InternalError
+            raise E.InternalError(str(e)) from None
+
+    async def _handle(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
         res = self.res
         if info.namespace and not res.namespaced:
             raise E.PathNotFound()

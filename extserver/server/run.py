@@ -111,8 +111,17 @@ def make_backend(args):
                                cert_file=args.etcd_certfile, key_file=args.etcd_keyfile,
                                compaction_interval=args.etcd_compaction_interval)
     if args.encryption_provider_config:
-        from ..storage.encryption import EncryptingBackend, load_encryption_config
-        backend = EncryptingBackend(backend, load_encryption_config(args.encryption_provider_config))
+        from ..storage.encryption import EncryptingBackend, load_encryption_config_per_resource
+        try:
+            transformer = load_encryption_config_per_resource(args.encryption_provider_config)
+        except (ValueError, OSError, yaml.YAMLError) as e:
+            raise FlagError(f"--encryption-provider-config {args.encryption_provider_config}: {e}") from None
+        backend = EncryptingBackend(backend, transformer)
+    if args.storage_backend == "etcd3" and args.default_watch_cache_size > 0:
+        # the watch cache, outermost: one etcd watch per resource fans out to every watcher,
+        # resourceVersion=0 lists come from memory, and events are decrypted once
+        from ..storage.cacher import Cacher
+        backend = Cacher(backend, watch_cache_size=args.default_watch_cache_size)
     return backend
 
 
@@ -134,6 +143,27 @@ def make_auditor(args):
     except OSError as e:
         raise FlagError(f"--audit-log-path {args.audit_log_path}: {e.strerror}") from None
     return Auditor(policy, sink, max_body_bytes=args.max_request_body_bytes)
+
+
+async def register_own_apiservices(args, groups, ca_bundle_pem: bytes) -> None:
+    """``--register-apiservice``: create or update this server's APIServices (one per served
+    group-version) with its serving CA as ``caBundle``, using the in-cluster service account
+    or ``--kubeconfig``. Needs RBAC to get/create/update apiservices."""
+    from kubernetes import client, config
+    from .apiservice import register_apiservices
+
+    def load() -> client.ApiClient:
+        if args.kubeconfig:
+            return config.new_client_from_config(config_file=args.kubeconfig)
+        config.load_incluster_config()
+        return client.ApiClient()
+
+    api_client = await asyncio.to_thread(load)
+    group_versions = [(g.name, v) for g in groups for v in g.served_versions()]
+    results = await register_apiservices(api_client, group_versions, service_name=args.service_name,
+                                         service_namespace=args.service_namespace, ca_bundle_pem=ca_bundle_pem)
+    for r in results:
+        log.info("APIService %s %s", r.name, r.action)
 
 
 def run_serve(args) -> int:
@@ -176,6 +206,11 @@ def run_serve(args) -> int:
         tls = DynamicTLS(cert_file, key_file, min_version=args.tls_min_version)
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         raise FlagError(f"--tls-cert-file/--tls-private-key-file: {e}") from None
+    from ..filters.authorization import path_matcher
+    try:
+        path_matcher(args.authorization_always_allow_paths)
+    except ValueError as e:
+        raise FlagError(f"--authorization-always-allow-paths: {e}") from None
     serving = ServingOptions(request_timeout=args.request_timeout, max_requests_inflight=args.max_requests_inflight,
                              max_mutating_requests_inflight=args.max_mutating_requests_inflight)
     auditor = make_auditor(args)
@@ -195,24 +230,24 @@ def run_serve(args) -> int:
         async def authorize(user, info):  # AlwaysAllow, for the local admin only (authn admits no one else)
             return True, ""
 
-        local_server = ExtServer(groups, backend, handler_config=hc, authenticate=authenticate, authorize=authorize,
-                                 anonymous_auth=bool(args.anonymous_auth),
-                                 always_allow_paths=tuple(args.authorization_always_allow_paths),
-                                 serving=serving, auditor=auditor)
         kubeconfig = data_dir / "kubeconfig"
 
-        async def build_server() -> ExtServer:
-            return local_server
+        async def build_server(plugins: list) -> ExtServer:
+            return ExtServer(groups, backend, handler_config=hc, authenticate=authenticate, authorize=authorize,
+                             anonymous_auth=bool(args.anonymous_auth),
+                             always_allow_paths=tuple(args.authorization_always_allow_paths),
+                             serving=serving, auditor=auditor, admission_plugins=plugins)
     else:
         kubeconfig = None
 
-        async def build_server() -> ExtServer:
+        async def build_server(plugins: list) -> ExtServer:
             from ..auth.delegating import build_cluster_auth  # cluster mode: front-proxy, TokenReview, SAR
             auth = await build_cluster_auth(args, tls)  # sets the trusted client CAs on ``tls``
             server = ExtServer(groups, backend, handler_config=hc, authenticate=auth.authenticate,
                                authorize=auth.authorize, anonymous_auth=auth.anonymous_auth,
                                always_allow_paths=tuple(args.authorization_always_allow_paths),
-                               strip_credentials=auth.strip_credentials, serving=serving, auditor=auditor)
+                               strip_credentials=auth.strip_credentials, serving=serving, auditor=auditor,
+                               admission_plugins=plugins)
             server.add_post_start_hook("authentication-config", lambda _server: auth.start())
             server.shutdown_hooks.append(auth.stop)
             server.metrics.add_collector(auth.render_metrics)
@@ -236,7 +271,14 @@ def run_serve(args) -> int:
         runner = asyncio.run
 
     async def main() -> int:
-        server = await build_server()
+        from ..admission.namespace_lifecycle import namespace_lifecycle_from_args
+        lifecycle = await namespace_lifecycle_from_args(args)  # with --kubeconfig or in a cluster
+        server = await build_server([lifecycle] if lifecycle is not None else [])
+        if lifecycle is not None:
+            server.shutdown_hooks.append(lifecycle.stop)
+        if args.register_apiservice:
+            server.add_post_start_hook("apiservice-registration",
+                                       lambda _server: register_own_apiservices(args, groups, serving_ca))
         return await serve(server, host=args.bind_address, port=args.secure_port, tls=tls,
                            shutdown_delay=args.shutdown_delay_duration, on_listening=on_listening)
 

@@ -25,9 +25,7 @@ import os
 import ssl
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from aiohttp import web
 
@@ -102,35 +100,10 @@ def _read(paths: tuple[str, ...]) -> tuple[bytes, ...] | None:
         return None
 
 
-@dataclass(eq=False)
-class _FileWatch:
-    """Files whose content change calls ``on_change({path: bytes})`` on the event loop."""
-
-    paths: tuple[str, ...]
-    on_change: Callable[[dict[str, bytes]], None]
-    loop: asyncio.AbstractEventLoop
-    sig: tuple | None = None
-    contents: tuple[bytes, ...] | None = field(default=None)
-
-    def poll(self) -> None:
-        sig = _stat(self.paths)
-        if sig is None or sig == self.sig:
-            return
-        data = _read(self.paths)
-        if data is None:
-            return  # mid-rotation: try again at the next poll
-        self.sig = sig
-        if data != self.contents:
-            first = self.contents is None
-            self.contents = data
-            if not first:
-                self.loop.call_soon_threadsafe(self.on_change, dict(zip(self.paths, data)))
-
-
 class DynamicTLS:
     """The listener's TLS: see the module doc. ``start()``/``stop()`` run the file poller."""
 
-    def __init__(self, cert_file: str, key_file: str, *, min_version: str = "VersionTLS12",
+    def __init__(self, cert_file: str | Path, key_file: str | Path, *, min_version: str = "VersionTLS12",
                  client_cas_pem: bytes | None = None, poll_interval: float = 1.0):
         self.cert_file, self.key_file = str(cert_file), str(key_file)
         self.min_version = min_version
@@ -147,7 +120,6 @@ class DynamicTLS:
         self._listener.sni_callback = self._on_client_hello
         self._current = self._listener
         self._failed: tuple[bytes, bytes] | None = None
-        self._watches: list[_FileWatch] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: how many times a new context was put in place (serving cert or client CAs)
@@ -183,17 +155,9 @@ class DynamicTLS:
         log.info("client CA bundle replaced (%d certificate(s))", (pem or b"").count(b"-----BEGIN CERTIFICATE-----"))
 
     # --- file polling -------------------------------------------------------------------
-    def watch_files(self, paths: list[str], on_change: Callable[[dict[str, bytes]], None]) -> None:
-        """Call ``on_change({path: content})`` on the running event loop whenever the content
-        of one of ``paths`` changes (e.g. ``--client-ca-file``) after the first poll, which
-        takes the current content as the baseline. Call from the event loop."""
-        self._watches.append(_FileWatch(tuple(str(p) for p in paths), on_change, asyncio.get_running_loop()))
-
     def poll_once(self) -> None:
-        """Check the serving pair and the watched files (runs in the poller thread)."""
+        """Check the serving pair on disk (runs in the poller thread)."""
         self._poll_serving()
-        for w in list(self._watches):
-            w.poll()
 
     def _poll_serving(self) -> None:
         sig = _stat((self.cert_file, self.key_file))

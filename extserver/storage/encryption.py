@@ -269,6 +269,33 @@ def load_encryption_config(path: str | Path, resource: str) -> Transformer:
     return encryption_config_from_dict(yaml.safe_load(text), resource)
 
 
+class PerResourceTransformer:
+    """One configuration for a backend shared by every resource: the transformer is chosen
+    per key (``/<group>/<plural>/...`` → resource ``<plural>.<group>``), as kube chooses one
+    per resource."""
+
+    def __init__(self, doc: Any):
+        self._doc = doc
+        self._by_resource: dict[str, Transformer] = {}
+        encryption_config_from_dict(doc, "validate.the.configuration")  # raises ValueError now
+
+    def for_key(self, key: str) -> Transformer:
+        parts = key.split("/", 3)  # "", group, plural, rest
+        resource = f"{parts[2]}.{parts[1]}" if len(parts) > 2 else key
+        t = self._by_resource.get(resource)
+        if t is None:
+            t = self._by_resource[resource] = encryption_config_from_dict(self._doc, resource)
+        return t
+
+
+def load_encryption_config_per_resource(path: str | Path) -> PerResourceTransformer:
+    """Read ``--encryption-provider-config`` for a backend shared by all resources."""
+    text = Path(path).read_text()
+    if not text.strip():
+        raise ValueError(f"encryption provider configuration file {str(path)!r} is empty")
+    return PerResourceTransformer(yaml.safe_load(text))
+
+
 # ---------------------------------------------------------------------------------------
 # The backend wrapper
 # ---------------------------------------------------------------------------------------
@@ -279,7 +306,8 @@ class EncryptingBackend(Backend):
     is ``authenticated_prefix + key``; it defaults to the inner backend's ``prefix`` so it
     equals the full etcd key, as in kube."""
 
-    def __init__(self, inner: Backend, transformer: Transformer, *, authenticated_prefix: str | None = None):
+    def __init__(self, inner: Backend, transformer: "Transformer | PerResourceTransformer", *,
+                 authenticated_prefix: str | None = None):
         self.inner = inner
         self.transformer = transformer
         self.name = inner.name
@@ -291,12 +319,16 @@ class EncryptingBackend(Backend):
             raise AttributeError(attr)
         return getattr(self.inner, attr)
 
+    def _for(self, key: str) -> Transformer:
+        t = self.transformer
+        return t.for_key(key) if isinstance(t, PerResourceTransformer) else t
+
     def _aad(self, key: str) -> bytes:
         return (self._aad_prefix + key).encode()
 
     def _open(self, kv: KeyValue) -> KeyValue:
         try:
-            value = self.transformer.decrypt(kv.value, self._aad(kv.key))
+            value = self._for(kv.key).decrypt(kv.value, self._aad(kv.key))
         except DecryptionError as exc:
             raise DecryptionError(f"unable to transform key {self._aad_prefix + kv.key!r}: {exc}") from None
         return KeyValue(kv.key, value, kv.create_revision, kv.mod_revision)
@@ -324,14 +356,14 @@ class EncryptingBackend(Backend):
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         try:
-            kv = await self.inner.create(key, self.transformer.encrypt(value, self._aad(key)))
+            kv = await self.inner.create(key, self._for(key).encrypt(value, self._aad(key)))
         except KeyExists as exc:
             raise KeyExists(key, self._open_opt(exc.current)) from None
         return KeyValue(kv.key, value, kv.create_revision, kv.mod_revision)
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
         try:
-            kv = await self.inner.update(key, self.transformer.encrypt(value, self._aad(key)), expected_mod_revision)
+            kv = await self.inner.update(key, self._for(key).encrypt(value, self._aad(key)), expected_mod_revision)
         except RevisionMismatch as exc:
             raise RevisionMismatch(key, exc.expected, self._open_opt(exc.current)) from None
         return KeyValue(kv.key, value, kv.create_revision, kv.mod_revision)

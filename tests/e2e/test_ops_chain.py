@@ -323,3 +323,30 @@ def test_unauthenticated_requests_are_401_and_counted(srv):
     assert sample(after, "apiserver_request_total", code="401") - sample(before, "apiserver_request_total",
                                                                           code="401") == 1
 
+
+
+# --- structured logs -----------------------------------------------------------------------
+def test_json_logs_with_one_line_per_request_at_v3(srv):
+    assert not any("HTTP" in ln and "URI=" in ln for ln in srv.output)  # -v=0: no access log
+    loud = start(["--log-format", "json", "-v", "3"])
+    try:
+        r = API(loud).get("/apis/faulty.extserver.io/v1", headers={"User-Agent": "log-test"})
+        assert r.status_code == 200
+        audit_id = r.headers["Audit-Id"]
+
+        def access_line():
+            for ln in loud.output:
+                if ln.startswith("{") and audit_id in ln:
+                    return json.loads(ln)
+            return None
+
+        rec = wait_until(access_line, "the access log line")
+        assert rec["msg"] == "HTTP" and rec["v"] == 3 and rec["logger"] == "extserver.httplog"
+        assert rec["verb"] == "get" and rec["URI"] == "/apis/faulty.extserver.io/v1" and rec["resp"] == 200
+        assert rec["userAgent"] == "log-test" and rec["srcIP"] == "127.0.0.1" and rec["latency"].endswith("ms")
+        assert isinstance(rec["ts"], float)
+        # every log line is JSON (the harness merges stdout, where the startup banner goes)
+        logs = [ln for ln in loud.output if not ln.startswith("extserver: ")]
+        assert logs and all(isinstance(json.loads(ln), dict) for ln in logs)
+    finally:
+        stop(loud)

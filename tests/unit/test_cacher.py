@@ -54,7 +54,7 @@ class Spy(Backend):
                     await asyncio.wait({nxt, brk}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     brk.cancel()
-                if not nxt.done():
+                if broken.is_set():  # what the broken stream had in flight is lost with it
                     raise self._failure
                 try:
                     batch = nxt.result()

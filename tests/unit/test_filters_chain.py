@@ -209,7 +209,8 @@ async def test_timeout_answers_504_at_the_deadline_and_drops_the_late_answer():
         resp = await task
     assert finished.is_set() and resp is sent[0]
     st = status_of(resp)
-    assert st["reason"] == "Timeout" and st["message"] == "Timeout: request did not complete within the allotted timeout"
+    assert st["reason"] == "Timeout"
+    assert st["message"] == "Timeout: request did not complete within the allotted timeout"
     assert not resp.keep_alive  # Connection: close
 
 
