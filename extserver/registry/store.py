@@ -335,33 +335,23 @@ class Registry:
                 raise self.invalid(name, errs)
             self.strategy.canonicalize(new)
             warnings = [] if subresource else self.strategy.warnings_on_update(new, old)
-            # an object being deleted whose last finalizer went away is deleted now
-            if new.metadata.deletion_timestamp and not new.metadata.finalizers:
-                if dry_run:
-                    return kv, False, warnings
-                try:
-                    _prev, _drev = await self.backend.delete(key, kv.mod_revision)
-                except RevisionMismatch:
-                    if rv:
-                        raise self.conflict(name) from None
-                    continue
-                except KeyNotFound:
-                    raise self.not_found(name) from None
-                return KeyValue(kv.key, self.codec.encode_for_storage(new), kv.create_revision, _drev), False, warnings
             data = self.codec.encode_for_storage(new)
-            if data == kv.value:  # a no-op update writes nothing (as kube)
+            finalized = bool(new.metadata.deletion_timestamp and not new.metadata.finalizers)
+            if not finalized and data == kv.value:  # a no-op update writes nothing (as kube)
                 return kv, False, warnings
             if dry_run:
                 return KeyValue(key, data, kv.create_revision, kv.mod_revision), False, warnings
             try:
-                kv2 = await self.backend.update(key, data, kv.mod_revision)
+                if finalized:  # an object being deleted whose last finalizer went away goes now
+                    _prev, drev = await self.backend.delete(key, kv.mod_revision)
+                    return KeyValue(kv.key, data, kv.create_revision, drev), False, warnings
+                return await self.backend.update(key, data, kv.mod_revision), False, warnings
             except RevisionMismatch:
                 if rv:
                     raise self.conflict(name) from None
                 continue
             except KeyNotFound:
                 raise self.not_found(name) from None
-            return kv2, False, warnings
         raise self.conflict(name, "too many retries")
 
     @staticmethod

@@ -430,7 +430,9 @@ class ResourceHandler:
         hub = sv.to_hub(obj)
         return hub, warnings
 
-    async def create(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
+    async def _read_object(self, request: web.Request, info: RequestInfo, pretty: bool):
+        """What create and update share: negotiation, options, the body decoded to a hub
+        object, and the namespace check. Returns (output, dry_run, hub, warnings)."""
         out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
                           allowed_conv=("Table", "PartialObjectMetadata"))
         kind = N.body_kind(request.headers.get("Content-Type"), patch=False)
@@ -439,11 +441,12 @@ class ResourceHandler:
         self._check_field_manager(request)
         doc, dups = parse_body(await self._read_body(request), kind)
         hub, warnings = self._decode(doc, fv=fv, dups=dups, info=info)
-        body_ns = hub.metadata.namespace
-        if self.res.namespaced:
-            if body_ns and body_ns != info.namespace:
-                raise E.BadRequest("the namespace of the provided object does not match the namespace "
-                                   "sent on the request")
+        if self.res.namespaced and hub.metadata.namespace and hub.metadata.namespace != info.namespace:
+            raise E.BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        return out, dry, hub, warnings
+
+    async def create(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
+        out, dry, hub, warnings = await self._read_object(request, info, pretty)
         if not hub.metadata.name and not hub.metadata.generate_name:
             raise self.registry.invalid("", [E.required("metadata.name", "name or generateName is required")])
         kv, w2 = await self.registry.create(info.namespace, hub, user=user, dry_run=dry, version=self.sv.version)
@@ -461,16 +464,7 @@ class ResourceHandler:
         return d
 
     async def update(self, request: web.Request, info: RequestInfo, user, pretty: bool) -> web.Response:
-        out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
-                          allowed_conv=("Table", "PartialObjectMetadata"))
-        kind = N.body_kind(request.headers.get("Content-Type"), patch=False)
-        dry = self._dry_run(request)
-        fv = self._field_validation(request)
-        self._check_field_manager(request)
-        doc, dups = parse_body(await self._read_body(request), kind)
-        hub, warnings = self._decode(doc, fv=fv, dups=dups, info=info)
-        if self.res.namespaced and hub.metadata.namespace and hub.metadata.namespace != info.namespace:
-            raise E.BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        out, dry, hub, warnings = await self._read_object(request, info, pretty)
         if hub.metadata.name and hub.metadata.name != info.name:
             raise E.BadRequest("the name of the object (%s) does not match the name on the URL (%s)"
                                % (hub.metadata.name, info.name))
