@@ -3,16 +3,15 @@ tests only.
 
 It speaks, over real HTTPS (its own CA, a serving certificate for 127.0.0.1, client
 certificates or a bearer token for its callers), exactly the endpoints an extension
-apiserver calls on the main apiserver for delegated authentication, authorization and
-namespace lifecycle:
+apiserver calls on the main apiserver for delegated authentication and authorization
+(nothing else -- in particular no namespaces API, which may not be stood in):
 
 - ``POST /apis/authentication.k8s.io/v1/tokenreviews`` -- answers from :meth:`add_token`
 - ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews`` -- answers from the
   programmable :attr:`sar_policy` (default: allow the users of :meth:`allow_users`)
 - ``GET /api/v1/namespaces/kube-system/configmaps[/<name>]`` with ``fieldSelector=
   metadata.name=<name>``, list and ``watch=1&resourceVersion=..`` (``ERROR`` 410 after
-  :meth:`compact`), changed by :meth:`set_configmap`
-- ``GET /api/v1/namespaces[/<name>]``, list and watch, changed by :meth:`set_namespace`.
+  :meth:`compact`), changed by :meth:`set_configmap`; every other path is ``404``.
 
 Every review received is recorded (:attr:`token_reviews`, :attr:`access_reviews`) with
 the caller's identity. The server runs in a thread with its own event loop, on
@@ -86,7 +85,7 @@ class KubeAPIServerStandin:
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request
         # objects: kind -> name -> object; one resourceVersion counter; event history
         self._rv = 100
-        self._objects: dict[str, dict[str, dict]] = {"configmaps": {}, "namespaces": {}}
+        self._objects: dict[str, dict[str, dict]] = {"configmaps": {}}
         self._history: list[tuple[int, str, str, dict]] = []  # (rv, kind, type, object)
         self._compacted = 0
         self._watchers: list[_Watcher] = []
@@ -113,12 +112,6 @@ class KubeAPIServerStandin:
         self._call(self._put, "configmaps", name, None if data is None else {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": namespace}, "data": dict(data)})
-
-    def set_namespace(self, name: str, phase: str | None = "Active") -> None:
-        """Create or change (phase) or delete (None) a namespace."""
-        self._call(self._put, "namespaces", name, None if phase is None else {
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
-            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": phase}})
 
     def compact(self) -> None:
         """Forget the event history: watches from an older resourceVersion get 410."""
@@ -263,8 +256,6 @@ class KubeAPIServerStandin:
         parts = path.strip("/").split("/")
         if parts[:5] == ["api", "v1", "namespaces", "kube-system", "configmaps"] and len(parts) in (5, 6):
             return await self._read(request, "configmaps", parts[5] if len(parts) == 6 else "")
-        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) in (3, 4):
-            return await self._read(request, "namespaces", parts[3] if len(parts) == 4 else "")
         return status(404, "NotFound", "the server could not find the requested resource")
 
     async def _token_review(self, request: web.Request, caller: str) -> web.Response:
@@ -285,7 +276,7 @@ class KubeAPIServerStandin:
         return web.json_response(dict(body, status=st), status=201, dumps=lambda o: orjson.dumps(o).decode())
 
     async def _read(self, request: web.Request, kind: str, name: str) -> web.StreamResponse:
-        singular = {"configmaps": "configmap", "namespaces": "namespace"}[kind]
+        singular = {"configmaps": "ConfigMap"}[kind]
         store = self._objects[kind]
         if name:
             obj = store.get(name)
@@ -301,7 +292,7 @@ class KubeAPIServerStandin:
         if request.query.get("watch") in ("1", "true"):
             return await self._watch(request, kind, want)
         items = [o for n, o in sorted(store.items()) if not want or n == want]
-        return web.json_response({"apiVersion": "v1", "kind": singular.capitalize() + "List",
+        return web.json_response({"apiVersion": "v1", "kind": singular + "List",
                                   "metadata": {"resourceVersion": str(self._rv)}, "items": items},
                                  dumps=lambda o: orjson.dumps(o).decode())
 

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -32,35 +33,51 @@ async def wait_for(pred, what: str, timeout: float = 10.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+CONFIGMAPS = "/api/v1/namespaces/kube-system/configmaps"
+CM = "extension-apiserver-authentication"
+SELECTOR = f"metadata.name={CM}"
+KEY = f"kube-system/{CM}"
+
+
 async def test_list_watch_resume_and_relist(standin):
     st, d = standin
-    st.set_namespace("a")
+    st.set_configmap(CM, {"v": "1"})
+    st.set_configmap("other", {"v": "x"})
     client = await KubeClient.load(str(st.write_kubeconfig(d / "kc")))
     changes: list[dict] = []
-    inf = Informer(client, "/api/v1/namespaces", name="ns", transform=lambda o: o["status"]["phase"])
+    inf = Informer(client, CONFIGMAPS, name="cm", field_selector=SELECTOR, transform=lambda o: o["data"]["v"])
     inf.on_change = lambda: changes.append(dict(inf.store))
     inf.start()
     try:
         assert await inf.wait_synced(10)
-        assert inf.store["a"] == "Active" and inf.lists == 1
-        st.set_namespace("b")
-        st.set_namespace("a", "Terminating")
-        await wait_for(lambda: inf.store.get("a") == "Terminating" and "b" in inf.store, "watch events")
+        assert inf.store == {KEY: "1"} and inf.lists == 1  # the field selector keeps "other" out
+        st.set_configmap("other", {"v": "y"})
+        st.set_configmap(CM, {"v": "2"})
+        await wait_for(lambda: inf.store.get(KEY) == "2", "watch event")
         # the server ends the watch: resumed from the last resourceVersion, no relist, nothing lost
         st.close_watches()
-        st.set_namespace("c")
-        await wait_for(lambda: "c" in inf.store, "event after the watch was resumed")
+        st.set_configmap(CM, {"v": "3"})
+        await wait_for(lambda: inf.store.get(KEY) == "3", "event after the watch was resumed")
         assert inf.lists == 1
         # history compacted while the watch is down: 410 -> relist, and the state is complete again
-        await wait_for(lambda: st.open_watches("namespaces") == 1, "the resumed watch")
+        # (the synchronous stand-in calls below block this loop, so the informer cannot resume
+        # its watch in between)
+        await wait_for(lambda: st.open_watches("configmaps") == 1, "the resumed watch")
         st.close_watches()
-        st.set_namespace("b", None)
+        st.set_configmap(CM, None)
         st.compact()
         await wait_for(lambda: inf.lists == 2, "the relist")
-        assert inf.store == {"a": "Terminating", "c": "Active"}
-        assert changes[-1] == inf.store
-        watch_requests = [p for m, p in st.requests if "watch=1" in p and "/namespaces?" in p]
-        assert all("allowWatchBookmarks=true" in p and "timeoutSeconds=" in p for p in watch_requests)
+        assert inf.store == {} and changes[-1] == {}
+        # and the watch goes on after the relist
+        st.set_configmap(CM, {"v": "4"})
+        await wait_for(lambda: inf.store.get(KEY) == "4", "event after the relist")
+        assert changes[-1] == inf.store == {KEY: "4"} and "other" not in str(changes)
+        reads = [parse_qs(urlsplit(p).query) for m, p in st.requests if urlsplit(p).path == CONFIGMAPS]
+        assert reads and all(q["fieldSelector"] == [SELECTOR] for q in reads)
+        watches = [q for q in reads if q.get("watch") == ["1"]]
+        assert len(watches) >= 4  # first watch, resumed, the one that got 410, after the relist
+        assert all(q["allowWatchBookmarks"] == ["true"] and q["timeoutSeconds"] and q["resourceVersion"]
+                   for q in watches)
     finally:
         await inf.stop()
         await client.close()
@@ -70,7 +87,7 @@ async def test_unreachable_server_backs_off(standin):
     st, d = standin
     client = await KubeClient.load(str(st.write_kubeconfig(d / "kc2")))
     client.host = "https://127.0.0.1:1"  # nothing listens there
-    inf = Informer(client, "/api/v1/namespaces", name="ns-down")
+    inf = Informer(client, CONFIGMAPS, name="cm-down", field_selector=SELECTOR)
     inf.MIN_BACKOFF = 0.05
     inf.start()
     try:
@@ -85,8 +102,8 @@ async def test_token_credentials(standin):
     st, d = standin
     client = await KubeClient.load(str(st.write_kubeconfig(d / "kc-token", use_token=True)))
     try:
-        await client.request("GET", "/api/v1/namespaces")
-        assert st.requests[-1] == ("GET", "/api/v1/namespaces")
+        assert isinstance((await client.request("GET", CONFIGMAPS))["items"], list)
+        assert st.requests[-1] == ("GET", CONFIGMAPS)
     finally:
         await client.close()
 
