@@ -22,8 +22,7 @@ Example::
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from .machinery.errors import FieldError

@@ -4,13 +4,10 @@ Flags follow kube-apiserver's names. A bad flag value prints one line and exits 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
-import logging
 import os
 import sys
 from importlib.metadata import entry_points
-from pathlib import Path
 
 from . import __version__
 

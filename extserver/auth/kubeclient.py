@@ -92,6 +92,24 @@ async def with_retries(call: Callable[[], Awaitable[T]], backoff: Backoff, deadl
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+async def post_review(client: "KubeClient", path: str, body: dict, *, timeout: float, backoff: Backoff,
+                      on_attempt: Callable[[str], None]) -> dict:
+    """POST a review (TokenReview, SubjectAccessReview) with kube's webhook retries within
+    ``timeout``; ``on_attempt`` gets each attempt's status code ("201", "500", "<error>")."""
+    deadline = time.monotonic() + timeout
+
+    async def call() -> dict:
+        try:
+            out = await client.request("POST", path, body=body, timeout=max(0.1, deadline - time.monotonic()))
+        except ApiError as e:
+            on_attempt(str(e.code) if e.code else "<error>")
+            raise
+        on_attempt("201")
+        return out
+
+    return await with_retries(call, backoff, deadline)
+
+
 def _load_config_blocking(kubeconfig: str | None) -> tuple[Any, ssl.SSLContext | bool, str | None]:
     """Runs in a thread: the kubernetes package reads files (and may run exec plugins)."""
     from kubernetes import client, config

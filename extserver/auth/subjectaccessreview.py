@@ -12,7 +12,7 @@ import orjson
 
 from ..filters.requestinfo import RequestInfo
 from .cache import TTLCache
-from .kubeclient import DEFAULT_WEBHOOK_BACKOFF, ApiError, Backoff, KubeClient, with_retries
+from .kubeclient import DEFAULT_WEBHOOK_BACKOFF, ApiError, Backoff, KubeClient, post_review
 from .user import UserInfo
 
 log = logging.getLogger("extserver.auth")
@@ -90,20 +90,8 @@ class SubjectAccessReviewAuthorizer:
     async def _review(self, spec: dict) -> Decision:
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "metadata": {},
                 "spec": spec}
-        deadline = time.monotonic() + self.timeout
-
-        async def call() -> dict:
-            self.reviews_sent += 1
-            try:
-                out = await self.client.request("POST", SUBJECTACCESSREVIEWS, body=body,
-                                                timeout=max(0.1, deadline - time.monotonic()))
-                self._count("201")
-                return out
-            except ApiError as e:
-                self._count(str(e.code) if e.code else "<error>")
-                raise
-
-        st = (await with_retries(call, self.backoff, deadline)).get("status") or {}
+        st = (await post_review(self.client, SUBJECTACCESSREVIEWS, body, timeout=self.timeout,
+                                backoff=self.backoff, on_attempt=self._attempted)).get("status") or {}
         allowed, denied, reason = bool(st.get("allowed")), bool(st.get("denied")), str(st.get("reason") or "")
         if allowed and denied:
             return Decision(DENY, reason, "webhook subject access review returned both allow and deny response")
@@ -112,6 +100,10 @@ class SubjectAccessReviewAuthorizer:
         if allowed:
             return Decision(ALLOW, reason)
         return Decision(NO_OPINION, reason)
+
+    def _attempted(self, code: str) -> None:
+        self.reviews_sent += 1
+        self._count(code)
 
     def _count(self, code: str) -> None:
         self.review_codes[code] = self.review_codes.get(code, 0) + 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .cache import TTLCache
-from .kubeclient import DEFAULT_WEBHOOK_BACKOFF, ApiError, Backoff, KubeClient, with_retries
+from .kubeclient import DEFAULT_WEBHOOK_BACKOFF, ApiError, Backoff, KubeClient, post_review
 from .user import UserInfo
 
 log = logging.getLogger("extserver.auth")
@@ -67,20 +67,8 @@ class TokenReviewAuthenticator:
     async def _review(self, token: str) -> TokenResult:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {},
                 "spec": {"token": token}}
-        deadline = time.monotonic() + self.timeout
-
-        async def call() -> dict:
-            self.reviews_sent += 1
-            try:
-                out = await self.client.request("POST", TOKENREVIEWS, body=body,
-                                                timeout=max(0.1, deadline - time.monotonic()))
-                self._count("201")
-                return out
-            except ApiError as e:
-                self._count(str(e.code) if e.code else "<error>")
-                raise
-
-        review = await with_retries(call, self.backoff, deadline)
+        review = await post_review(self.client, TOKENREVIEWS, body, timeout=self.timeout,
+                                   backoff=self.backoff, on_attempt=self._attempted)
         st = review.get("status") or {}
         if not st.get("authenticated"):
             if st.get("error"):
@@ -92,6 +80,10 @@ class TokenReviewAuthenticator:
         extra = tuple((str(k), tuple(str(x) for x in (v or []))) for k, v in (u.get("extra") or {}).items())
         return TokenResult(UserInfo(str(u["username"]), str(u.get("uid") or ""),
                                     tuple(str(g) for g in u.get("groups") or []), extra))
+
+    def _attempted(self, code: str) -> None:
+        self.reviews_sent += 1
+        self._count(code)
 
     def _count(self, code: str) -> None:
         self.review_codes[code] = self.review_codes.get(code, 0) + 1

@@ -5,7 +5,7 @@ clients (kubectl, client-go) recognise them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -228,7 +228,7 @@ class UnsupportedMediaType(StatusError):
     code, reason = 415, "UnsupportedMediaType"
 
     def __init__(self, content_type: str, accepted: list[str]):
-        super().__init__(f'the body of the request was in an unknown format - accepted media types include: '
+        super().__init__('the body of the request was in an unknown format - accepted media types include: '
                          + ", ".join(accepted))
 
 

@@ -3,10 +3,6 @@ backends (the ``server`` fixture is parametrised)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
-
-import pytest
 import yaml
 
 from tests.e2e.harness import FL_A, FL_B, flunder
@@ -482,7 +478,7 @@ def test_bad_input_statuses(api, ns):
 
 
 def test_status_subresource_of_flunders_exists(api, ns):
-    obj = create(api, ns, "st1")
+    create(api, ns, "st1")
     r = api.get(fl_path(ns, "st1") + "/status")
     assert r.status_code == 200 and r.json()["metadata"]["name"] == "st1"
     r = api.get(fl_path(ns, "st1") + "/scale")

@@ -121,7 +121,7 @@ def test_watch_single_object_by_name(api, ns):
     try:
         api.patch(fl_path(ns, "two"), {"metadata": {"labels": {"a": "b"}}})
         api.patch(fl_path(ns, "one"), {"metadata": {"labels": {"a": "b"}}})
-        evs = w.wait_for(1)
+        w.wait_for(1)
         time.sleep(0.2)
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in w.events] == [("MODIFIED", "one")]
     finally:
