@@ -54,9 +54,9 @@ import contextlib
 import logging
 import re
 import time
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-from .interface import (Backend, Compacted, Event, FutureRevision, KeyValue, RangeResult, StorageError,
+from .interface import (Backend, DelegatingBackend, Compacted, Event, FutureRevision, KeyValue, RangeResult, StorageError,
                         Unavailable, WatcherTooSlow)
 
 log = logging.getLogger(__name__)
@@ -374,7 +374,7 @@ class CacheWatch:
         self._cache.watchers.discard(self)
 
 
-class Cacher(Backend):
+class Cacher(DelegatingBackend):
     """A watch cache in front of ``inner`` (see the module docstring).
 
     ``watch_cache_size``: the ring's initial and smallest size per resource;
@@ -389,8 +389,7 @@ class Cacher(Backend):
                  fresh_timeout: float = 3.0):
         if watch_cache_size < 1:
             raise ValueError("watch_cache_size must be positive (do not wrap the backend to disable the cache)")
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.watch_cache_size = watch_cache_size
         self.max_watch_cache_size = max(max_watch_cache_size, watch_cache_size)
         self.event_fresh_duration = event_fresh_duration
@@ -402,12 +401,6 @@ class Cacher(Backend):
         #: inner watches opened so far (one per resource, plus one per relist)
         self.inner_watches = 0
         self._caches: dict[str, _ResourceCache] = {}
-
-    def __getattr__(self, attr: str) -> Any:
-        """Backend-specific extras (``count``, ``prefix``, ...) come from the inner backend."""
-        if attr == "inner":  # not set yet: do not recurse
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
 
     def _cache(self, prefix: str, hint: int = 0) -> _ResourceCache | None:
         rp = resource_prefix(prefix)
@@ -430,9 +423,6 @@ class Cacher(Backend):
         return cache.revision if cache is not None and cache.ready.is_set() else 0
 
     # -- lifecycle ----------------------------------------------------------------------
-    async def start(self) -> None:
-        await self.inner.start()
-
     async def close(self) -> None:
         self.closed = True
         caches = list(self._caches.values())
@@ -507,30 +497,3 @@ class Cacher(Backend):
         return CacheWatch(cache, prefix, after_revision)
 
     # -- delegated ----------------------------------------------------------------------
-    async def get(self, key: str, revision: int = 0) -> tuple[KeyValue | None, int]:
-        return await self.inner.get(key, revision)
-
-    async def range(self, prefix: str, *, start_key: str | None = None, limit: int = 0,
-                    revision: int = 0) -> RangeResult:
-        return await self.inner.range(prefix, start_key=start_key, limit=limit, revision=revision)
-
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self.inner.create(key, value)
-
-    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
-        return await self.inner.update(key, value, expected_mod_revision)
-
-    async def delete(self, key: str, expected_mod_revision: int = 0) -> tuple[KeyValue, int]:
-        return await self.inner.delete(key, expected_mod_revision)
-
-    async def current_revision(self) -> int:
-        return await self.inner.current_revision()
-
-    async def compact(self, revision: int) -> None:
-        await self.inner.compact(revision)
-
-    async def compacted_revision(self) -> int:
-        return await self.inner.compacted_revision()
-
-    async def healthy(self) -> tuple[bool, str]:
-        return await self.inner.healthy()

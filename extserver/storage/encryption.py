@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .interface import Backend, Event, KeyExists, KeyValue, RangeResult, RevisionMismatch, StorageError
+from .interface import Backend, DelegatingBackend, Event, KeyExists, KeyValue, RangeResult, RevisionMismatch, StorageError
 
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
@@ -300,7 +300,7 @@ def load_encryption_config_per_resource(path: str | Path) -> PerResourceTransfor
 # The backend wrapper
 # ---------------------------------------------------------------------------------------
 
-class EncryptingBackend(Backend):
+class EncryptingBackend(DelegatingBackend):
     """Wraps any backend: values are encrypted on the way in and decrypted on the way out
     (results, conflict errors and watch events alike). The additional authenticated data
     is ``authenticated_prefix + key``; it defaults to the inner backend's ``prefix`` so it
@@ -308,16 +308,9 @@ class EncryptingBackend(Backend):
 
     def __init__(self, inner: Backend, transformer: "Transformer | PerResourceTransformer", *,
                  authenticated_prefix: str | None = None):
-        self.inner = inner
+        super().__init__(inner)
         self.transformer = transformer
-        self.name = inner.name
         self._aad_prefix = getattr(inner, "prefix", "") if authenticated_prefix is None else authenticated_prefix
-
-    def __getattr__(self, attr: str) -> Any:
-        """Backend-specific extras (``count``, ``prefix``, ...) come from the inner backend."""
-        if attr == "inner":  # not set yet: do not recurse
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
 
     def _for(self, key: str) -> Transformer:
         t = self.transformer
@@ -338,12 +331,6 @@ class EncryptingBackend(Backend):
 
     def _event(self, ev: Event) -> Event:
         return Event(ev.type, ev.key, self._open(ev.kv), self._open_opt(ev.prev_kv), ev.revision)
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
     async def get(self, key: str, revision: int = 0) -> tuple[KeyValue | None, int]:
         kv, rev = await self.inner.get(key, revision)
@@ -385,14 +372,3 @@ class EncryptingBackend(Backend):
             if aclose is not None:
                 await aclose()
 
-    async def current_revision(self) -> int:
-        return await self.inner.current_revision()
-
-    async def compact(self, revision: int) -> None:
-        await self.inner.compact(revision)
-
-    async def compacted_revision(self) -> int:
-        return await self.inner.compacted_revision()
-
-    async def healthy(self) -> tuple[bool, str]:
-        return await self.inner.healthy()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import AsyncIterator, Literal
+from typing import Any, AsyncIterator, Literal
 
 
 @dataclass(slots=True, frozen=True)
@@ -183,3 +183,55 @@ class WatcherTooSlow(StorageError):
         super().__init__(f"watcher too slow: {pending} undelivered events exceed the limit of {limit}")
         self.pending = pending
         self.limit = limit
+
+
+class DelegatingBackend(Backend):
+    """A backend that wraps ``inner`` and forwards every call to it; wrappers (the watch
+    cache, encryption, test spies) override only what they change. Backend-specific extras
+    (``count``, ``prefix``, ...) are forwarded too."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.name = inner.name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "inner":  # not set yet: do not recurse
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def get(self, key: str, revision: int = 0) -> tuple[KeyValue | None, int]:
+        return await self.inner.get(key, revision)
+
+    async def range(self, prefix: str, *, start_key: str | None = None, limit: int = 0,
+                    revision: int = 0) -> RangeResult:
+        return await self.inner.range(prefix, start_key=start_key, limit=limit, revision=revision)
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        return await self.inner.create(key, value)
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+        return await self.inner.update(key, value, expected_mod_revision)
+
+    async def delete(self, key: str, expected_mod_revision: int = 0) -> tuple[KeyValue, int]:
+        return await self.inner.delete(key, expected_mod_revision)
+
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+        return self.inner.watch(prefix, after_revision)
+
+    async def current_revision(self) -> int:
+        return await self.inner.current_revision()
+
+    async def compact(self, revision: int) -> None:
+        await self.inner.compact(revision)
+
+    async def compacted_revision(self) -> int:
+        return await self.inner.compacted_revision()
+
+    async def healthy(self) -> tuple[bool, str]:
+        return await self.inner.healthy()

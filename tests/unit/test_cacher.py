@@ -14,20 +14,19 @@ from typing import AsyncIterator
 import pytest
 
 from extserver.storage.cacher import Cacher, CacheWatch, resource_prefix
-from extserver.storage.interface import (Backend, Compacted, Event, FutureRevision, KeyValue, RangeResult,
+from extserver.storage.interface import (Backend, DelegatingBackend, Compacted, Event, FutureRevision, KeyValue, RangeResult,
                                          StorageError, Unavailable, WatcherTooSlow)
 from tests.unit.conftest import BACKEND_KINDS, make_backend
 
 BOUND = 60.0  # seconds: a hang guard, not a performance assertion
 
 
-class Spy(Backend):
+class Spy(DelegatingBackend):
     """Delegates to ``inner``; records watch/range calls; ``break_watches`` makes every open
     storage watch raise ``exc`` (as if etcd had compacted or become unreachable)."""
 
     def __init__(self, inner: Backend):
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.watch_calls: list[tuple[str, int]] = []
         self.range_calls: list[tuple[str, int]] = []
         self._broken = asyncio.Event()
@@ -67,37 +66,10 @@ class Spy(Backend):
                 await asyncio.gather(nxt, return_exceptions=True)
             await it.aclose()
 
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def get(self, key: str, revision: int = 0) -> tuple[KeyValue | None, int]:
-        return await self.inner.get(key, revision)
-
     async def range(self, prefix: str, *, start_key: str | None = None, limit: int = 0,
                     revision: int = 0) -> RangeResult:
         self.range_calls.append((prefix, revision))
         return await self.inner.range(prefix, start_key=start_key, limit=limit, revision=revision)
-
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self.inner.create(key, value)
-
-    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
-        return await self.inner.update(key, value, expected_mod_revision)
-
-    async def delete(self, key: str, expected_mod_revision: int = 0) -> tuple[KeyValue, int]:
-        return await self.inner.delete(key, expected_mod_revision)
-
-    async def current_revision(self) -> int:
-        return await self.inner.current_revision()
-
-    async def compact(self, revision: int) -> None:
-        await self.inner.compact(revision)
-
-    async def compacted_revision(self) -> int:
-        return await self.inner.compacted_revision()
 
 
 async def make_cacher(kind: str, tmp_path: Path, **options) -> tuple[Cacher, Spy]:
