@@ -519,12 +519,7 @@ class ResourceHandler:
                 hub.metadata.resource_version = None
             return hub
 
-        kv, _created, w2 = await self.registry.update(info.namespace, info.name, make, user=user, dry_run=dry,
-                                                      version=self.sv.version, subresource=info.subresource,
-                                                      unconditional=True)
-        if dry:
-            return respond(self._dry_doc(kv, out, request), out, 200, warnings + w2)
-        return self._object_response(request, kv, pretty, 200, warnings + w2, out)
+        return await self._update_from_current(request, info, user, pretty, out, dry, make, warnings)
 
     async def apply(self, request: web.Request, info: RequestInfo, user, pretty: bool,
                     out: N.Output) -> web.Response:
@@ -571,6 +566,12 @@ class ResourceHandler:
             hub.metadata.resource_version = None  # re-applied to the newest object on a conflict
             return hub
 
+        return await self._update_from_current(request, info, user, pretty, out, dry, make, warnings)
+
+    async def _update_from_current(self, request: web.Request, info: RequestInfo, user, pretty: bool,
+                                   out: N.Output, dry: bool, make, warnings: list[str]) -> web.Response:
+        """Patch and apply: ``make`` re-derives the object from the newest stored one on every
+        attempt, so a storage conflict is retried rather than answered with a 409."""
         kv, _created, w2 = await self.registry.update(info.namespace, info.name, make, user=user, dry_run=dry,
                                                       version=self.sv.version, subresource=info.subresource,
                                                       unconditional=True)

@@ -56,8 +56,8 @@ import re
 import time
 from typing import AsyncIterator
 
-from .interface import (Backend, DelegatingBackend, Compacted, Event, FutureRevision, KeyValue, RangeResult, StorageError,
-                        Unavailable, WatcherTooSlow)
+from .interface import (Backend, Compacted, DelegatingBackend, Event, FutureRevision, KeyValue, RangeResult,
+                        StorageError, Unavailable, WatcherTooSlow, prefix_end)
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,6 @@ def resource_prefix(prefix: str) -> str | None:
     return m.group(0) if m else None
 
 
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix``."""
-    while prefix:
-        c = ord(prefix[-1])
-        if c < 0x10FFFF:
-            return prefix[:-1] + chr(c + 1)
-        prefix = prefix[:-1]
-    return None
 
 
 class _ResourceCache:
@@ -192,7 +184,7 @@ class _ResourceCache:
     def snapshot(self, prefix: str) -> RangeResult:
         """Objects under ``prefix`` at :attr:`revision`, ordered by key (no await: consistent)."""
         lo = bisect.bisect_left(self.keys, prefix)
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         hi = bisect.bisect_left(self.keys, end) if end is not None else len(self.keys)
         objects = self.objects
         kvs = [objects[k] for k in self.keys[lo:hi]]

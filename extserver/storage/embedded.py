@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Literal
 
 from .interface import (
+    prefix_end,
     Backend,
     Compacted,
     Event,
@@ -386,14 +387,6 @@ class _Watcher:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
-    while prefix:
-        c = ord(prefix[-1])
-        if c < 0x10FFFF:
-            return prefix[:-1] + chr(c + 1)
-        prefix = prefix[:-1]
-    return None
 
 
 class EmbeddedBackend(Backend):
@@ -516,7 +509,7 @@ class EmbeddedBackend(Backend):
                     revision: int = 0) -> RangeResult:
         rev = self._read_revision(revision)
         lo = prefix if start_key is None or start_key < prefix else start_key
-        hi = _prefix_end(prefix)
+        hi = prefix_end(prefix)
         if hi is not None and lo >= hi:
             return RangeResult([], rev, False, 0)
         if rev == self._index.revision:

@@ -61,6 +61,17 @@ class RangeResult:
     count: int = -1
 
 
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: no
+    bound) — the end of a prefix range."""
+    while prefix:
+        c = ord(prefix[-1])
+        if c < 0x10FFFF:
+            return prefix[:-1] + chr(c + 1)
+        prefix = prefix[:-1]
+    return None
+
+
 class StorageError(Exception):
     """Base class for storage errors."""
 
