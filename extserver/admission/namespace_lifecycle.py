@@ -115,6 +115,6 @@ async def namespace_lifecycle_from_args(args: Any) -> NamespaceLifecycle | None:
     try:
         client = await KubeClient.load(args.kubeconfig)
     except KubeConfigError as e:
-        from ..cli import FlagError
+        from ..options.errors import FlagError
         raise FlagError(f"--kubeconfig: {e}") from None
     return NamespaceLifecycle(client, own_client=True)

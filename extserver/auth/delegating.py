@@ -205,7 +205,7 @@ async def _client(path: str | None, what: str, cache: dict[str, KubeClient]) -> 
         try:
             cache[key] = await KubeClient.load(path)
         except KubeConfigError as e:
-            from ..cli import FlagError
+            from ..options.errors import FlagError
             raise FlagError(f"{what}: {e}") from None
     return cache[key]
 
@@ -214,10 +214,10 @@ async def build_cluster_auth(args: Any, tls: ClientCATarget | None, *,
                              peer_der: PeerDER | None = None) -> ClusterAuth:
     """Build the cluster-mode :class:`ClusterAuth` from the ``serve`` flags.
 
-    Raises :class:`~extserver.cli.FlagError` for an unusable configuration (a kubeconfig
+    Raises :class:`~extserver.options.errors.FlagError` for an unusable configuration (a kubeconfig
     that does not load, a bad CA file, ``Delegated`` authorization with no way to reach
     the apiserver, no authentication method at all)."""
-    from ..cli import FlagError
+    from ..options.errors import FlagError
     if peer_der is None:
         from ..server.tls import peer_der as tls_peer_der
         peer_der = tls_peer_der

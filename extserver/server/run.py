@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from ..cli import FlagError, load_groups
+from ..options import FlagError, load_groups
 from ..filters.httplog import KV_ATTR
 from ..storage.interface import StorageError
 from . import certs
