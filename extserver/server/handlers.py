@@ -289,7 +289,9 @@ class ResourceHandler:
         resp.headers["Cache-Control"] = "no-cache, private"
         server = request.app.get("server")
         await resp.prepare(request)
-        state = {"rv": 0}
+        # Table watches: the first object event carries the column definitions, later ones
+        # omit them (as kube's watchEmbeddedEncoder sets NoHeaders after the first event)
+        state = {"rv": 0, "headers": out.conv == "Table"}
 
         async def pump() -> None:
             """Write events as they come: one await per event, nothing allocated per event
@@ -300,7 +302,8 @@ class ResourceHandler:
                     if bookmarks:
                         await resp.write(self._bookmark(ev.revision, out, initial_end=True))
                     continue
-                await resp.write(self._event_bytes(ev, out, request))
+                await resp.write(self._event_bytes(ev, out, request, headers=state["headers"]))
+                state["headers"] = False
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -322,8 +325,10 @@ class ResourceHandler:
                 exc = pump_task.exception()
                 if isinstance(exc, E.StatusError):
                     await resp.write(orjson.dumps({"type": "ERROR", "object": exc.status()}) + b"\n")
-                elif exc is not None:
+                elif exc is not None and not isinstance(exc, ConnectionError):
                     raise exc
+        except ConnectionError:  # the client went away: nothing to report, nothing to log
+            return resp
         finally:
             for t in (pump_task, closing_task):
                 if t is not None and not t.done():
@@ -339,7 +344,7 @@ class ResourceHandler:
                 pass
         try:
             await resp.write_eof()
-        except ConnectionResetError:
+        except ConnectionError:
             pass
         return resp
 
@@ -354,14 +359,14 @@ class ResourceHandler:
             obj = {"kind": self.sv.kind, "apiVersion": self.sv.api_version, "metadata": md}
         return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
-    def _event_bytes(self, ev: WatchEvent, out: N.Output, request: web.Request) -> bytes:
+    def _event_bytes(self, ev: WatchEvent, out: N.Output, request: web.Request, headers: bool = False) -> bytes:
         kv = ev.kv
         if out.conv == "":
             # serialized once per (object revision, version) however many watchers get it
             return b'{"type":"%s","object":%s}\n' % (ev.type.encode(),
                                                       self.codec.versioned_bytes(kv, self.sv.version))
         if out.conv == "Table":
-            obj = self._table([kv], str(ev.revision), "", out, request, headers=False)
+            obj = self._table([kv], str(ev.revision), "", out, request, headers=headers)
         else:
             obj = self._pom(kv, out.conv_version)
         return orjson.dumps({"type": ev.type, "object": obj}) + b"\n"

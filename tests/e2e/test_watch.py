@@ -162,8 +162,56 @@ def test_watch_table_for_kubectl(api, ns):
         evs = w.wait_for(1)
         assert evs[0]["type"] == "ADDED" and evs[0]["object"]["kind"] == "Table"
         assert evs[0]["object"]["rows"][0]["cells"][0] == "tw"
+        # the first event carries the column definitions (kubectl prints its header from
+        # them); later events omit them, as kube's watch encoder does
+        assert [c["name"] for c in evs[0]["object"]["columnDefinitions"]] == [
+            "Name", "Reference Type", "Reference", "Age"]
+        create(api, ns, "tw2")
+        evs = w.wait_for(2)
+        assert evs[1]["object"]["rows"][0]["cells"][0] == "tw2"
+        assert evs[1]["object"]["columnDefinitions"] is None
     finally:
         w.close()
+
+
+def test_kubectl_watch_only_prints_columns(server, ns):
+    """``kubectl get --watch-only --output-watch-events`` prints the columns of the first
+    event's definitions, not only the EVENT column."""
+    import subprocess
+    from tests.e2e.harness import API as _API
+    api = _API(server)
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", str(server.kubeconfig), "get", "flunders", "-n", ns,
+                             "--watch-only", "--output-watch-events", "--request-timeout=0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")) or None, daemon=True)
+    reader.start()
+    try:
+        time.sleep(1.5)  # let the watch open first (it is --watch-only)
+        create(api, ns, "kw")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(lines) < 2:
+            time.sleep(0.1)
+        assert lines, "kubectl printed nothing"
+        assert lines[0].split() == ["EVENT", "NAME", "REFERENCE", "TYPE", "AGE"], lines
+        assert lines[1].split()[:2] == ["ADDED", "kw"], lines
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_closed_watch_leaves_no_traceback(server, ns):
+    """A watch client that goes away is not an error: nothing is logged for it."""
+    api = API(server)
+    before = len(server.output)
+    for i in range(3):
+        w = Watch(api, fl_path(ns), {})
+        w.close()
+        create(api, ns, f"gone{i}")  # the server writes to a closed connection
+    time.sleep(1.0)
+    api.get("/healthz")
+    logged = "".join(server.output[before:])
+    assert "Traceback" not in logged and "ConnectionResetError" not in logged, logged
 
 
 def test_reconnecting_watcher_sees_every_event_exactly_once(api, ns):
