@@ -8,6 +8,8 @@ def add_flags(parser) -> None:
     g = parser.add_argument_group("Generic flags")
     g.add_argument("--api-module", action="append", default=[], metavar="MODULE",
                    help="python module defining an APIGroup named 'group' (or 'groups'); repeatable. "
+                        "Imported by its dotted name from the installed packages, PYTHONPATH or the "
+                        "current directory (mod.py or mod/ there). "
                         "Default: the bundled groups and the 'extserver.groups' entry points.")
     g.add_argument("--no-bundled-groups", action="store_true", help="do not serve the bundled groups")
     g.add_argument("--max-request-body-bytes", type=non_negative_int, default=3 * 1024 * 1024)

@@ -7,6 +7,16 @@ from importlib.metadata import entry_points
 from .errors import FlagError
 
 
+def _import_from_cwd() -> None:
+    """``--api-module mod`` finds ``mod.py`` (or the package ``mod/``) in the current
+    directory, as ``python -m`` does: an installed console script's ``sys.path`` does not
+    hold the current directory. It goes last, so it never shadows an installed module."""
+    import os
+    import sys
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
 def load_groups(args) -> list:
     from ..api import APIGroup
     groups: list[APIGroup] = []
@@ -28,6 +38,8 @@ def load_groups(args) -> list:
         if not groups:  # not installed as a distribution: the bundled group directly
             from ..apis import wardle
             add(wardle.group, "extserver.apis.wardle")
+    if args.api_module:
+        _import_from_cwd()
     for mod_name in args.api_module:
         try:
             mod = importlib.import_module(mod_name)

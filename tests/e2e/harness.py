@@ -22,13 +22,16 @@ class ServerProcess:
     """One ``extserver serve`` process. Stopped by its PID."""
 
     def __init__(self, data_dir: Path, *, backend: str = "embedded", etcd_endpoints: list[str] | None = None,
-                 extra_args: list[str] | None = None, port: int = 0, etcd_prefix: str | None = None):
+                 extra_args: list[str] | None = None, port: int = 0, etcd_prefix: str | None = None,
+                 cwd: Path | None = None):
         self.data_dir = Path(data_dir)
         self.backend = backend
         self.etcd_endpoints = etcd_endpoints or []
         self.extra_args = extra_args or []
         self.port = port
         self.etcd_prefix = etcd_prefix
+        #: the directory the server runs in (default: the repository, so ``python -m`` finds it)
+        self.cwd = Path(cwd) if cwd else REPO
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.output: list[str] = []
@@ -59,7 +62,7 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env, cwd=str(REPO))
+                                     text=True, env=env, cwd=str(self.cwd))
         self.output = []
         found = threading.Event()
 

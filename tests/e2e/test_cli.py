@@ -89,3 +89,28 @@ def test_local_mode_reuses_certificates_and_loads_user_groups():
     finally:
         srv.stop()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_api_module_found_in_the_current_directory():
+    """``extserver serve --api-module mod`` (the installed console script) imports ``mod.py``
+    from the directory it runs in, as ``python -m`` would."""
+    assert EXT, "the extserver console script is not installed"
+    data = new_tmp_dir("extserver-cwdmod-")
+    work = new_tmp_dir("extserver-cwdmod-src-")
+    shutil.copy(REPO / "tests" / "e2e" / "widgets.py", work / "my_widgets.py")
+    srv = ServerProcess(data, cwd=work)
+    srv.command = lambda: [EXT, "serve", "--bind-address", "127.0.0.1", "--secure-port", "0", "--data-dir",
+                           str(data), "--api-module", "my_widgets"]
+    srv.start()
+    try:
+        r = API(srv).get("/apis/demo.extserver.io/v1")
+        assert r.status_code == 200 and r.json()["kind"] == "APIResourceList", r.text
+    finally:
+        srv.stop()
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_help_says_where_api_modules_come_from():
+    out = " ".join(run_cli("serve", "--help").stdout.split())
+    assert "current directory (mod.py or mod/ there)" in out
