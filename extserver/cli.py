@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .options import FlagError, build_parser, load_groups
+from .options import ERROR_PREFIX, FlagError, build_parser, load_groups
 
 __all__ = ["main", "build_parser", "load_groups", "FlagError"]
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return run_serve(args)
         except FlagError as e:
-            sys.stderr.write(f"extserver: error: {e}\n")
+            sys.stderr.write(f"{ERROR_PREFIX}{e}\n")
             return 2
         except KeyboardInterrupt:
             return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from ..options import FlagError, load_groups
+from ..options import ERROR_PREFIX, FlagError, load_groups
 from ..filters.httplog import KV_ATTR
 from ..storage.interface import StorageError
 from . import certs
@@ -72,6 +72,16 @@ def setup_logging(fmt: str, verbosity: int) -> None:
     root.setLevel(max(1, logging.INFO - verbosity))
     for noisy in ("aiohttp", "asyncio", "grpc", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbosity < 6 else logging.NOTSET)
+
+
+def announce(msg: str, fmt: str) -> None:
+    """A start-up line for the person (or script) that started the server, on stdout: plain
+    ``extserver: msg``, or with ``--log-format=json`` a JSON line like every log record."""
+    if fmt == "json":
+        line = orjson.dumps({"ts": time.time(), "v": 0, "logger": "extserver", "msg": msg}).decode()
+    else:
+        line = f"extserver: {msg}"
+    print(line, flush=True)
 
 
 def in_cluster() -> bool:
@@ -258,11 +268,11 @@ def run_serve(args) -> int:
         if kubeconfig is not None:
             write_kubeconfig(kubeconfig, server=url, ca_pem=serving_ca if not args.tls_cert_file else serving_ca,
                              cert=admin_crt, key=admin_key, user=LOCAL_ADMIN)
-            print(f"extserver: serving {', '.join(g.name for g in groups)} on {url} (local mode)", flush=True)
-            print(f"extserver: admin kubeconfig: {kubeconfig}", flush=True)
-            print(f"extserver: try: kubectl --kubeconfig {kubeconfig} api-resources", flush=True)
+            announce(f"serving {', '.join(g.name for g in groups)} on {url} (local mode)", args.log_format)
+            announce(f"admin kubeconfig: {kubeconfig}", args.log_format)
+            announce(f"try: kubectl --kubeconfig {kubeconfig} api-resources", args.log_format)
         else:
-            print(f"extserver: serving {', '.join(g.name for g in groups)} on {url}", flush=True)
+            announce(f"serving {', '.join(g.name for g in groups)} on {url}", args.log_format)
 
     try:
         import uvloop  # type: ignore
@@ -285,8 +295,8 @@ def run_serve(args) -> int:
     try:
         return runner(main())
     except StorageError as e:
-        sys.stderr.write(f"extserver: error: storage: {e}\n")
+        sys.stderr.write(f"{ERROR_PREFIX}storage: {e}\n")
         return 1
     except OSError as e:
-        sys.stderr.write(f"extserver: error: cannot listen on {args.bind_address}:{args.secure_port}: {e.strerror}\n")
+        sys.stderr.write(f"{ERROR_PREFIX}cannot listen on {args.bind_address}:{args.secure_port}: {e.strerror}\n")
         return 1

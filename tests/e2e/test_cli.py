@@ -114,3 +114,53 @@ def test_api_module_found_in_the_current_directory():
 def test_help_says_where_api_modules_come_from():
     out = " ".join(run_cli("serve", "--help").stdout.split())
     assert "current directory (mod.py or mod/ there)" in out
+
+
+def test_every_flag_has_help_and_its_default():
+    """``serve --help``: each flag says what it does, and each flag with a default shows it."""
+    from extserver.options import build_parser
+    parser = build_parser()
+    serve = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("serve"))
+    fmt = serve._get_formatter()
+    missing, no_default = [], []
+    for action in serve._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        if not action.help:
+            missing.append(action.option_strings[-1])
+            continue
+        d = action.default
+        if d not in (None, False, [], "") or (isinstance(d, (int, float)) and d is not False and d == 0):
+            if "default" not in fmt._get_help_string(action).lower():
+                no_default.append(action.option_strings[-1])
+    assert not missing, f"flags without help: {missing}"
+    assert not no_default, f"flags whose default is not shown: {no_default}"
+    out = " ".join(run_cli("serve", "--help").stdout.split())
+    assert "--request-timeout DURATION the default deadline" in out and "(default: 60s)" in out
+
+
+def test_cli_errors_share_one_prefix():
+    parse_error = run_cli("serve", "--secure-port", "abc")
+    run_error = run_cli("serve", "--bind-address", "not-an-ip", "--data-dir", "/tmp/extserver-cli-test")
+    for p in (parse_error, run_error):
+        assert p.returncode == 2 and p.stderr.startswith("extserver: error: "), p.stderr
+
+
+def test_json_log_format_every_line_is_json():
+    """With ``--log-format=json`` every line the server prints, start-up lines included, is JSON."""
+    import json
+    data = new_tmp_dir("extserver-jsonlog-")
+    srv = ServerProcess(data, extra_args=["--log-format", "json", "-v", "3"])
+    srv.start()
+    try:
+        API(srv).get("/apis/wardle.example.com/v1beta1")
+        API(srv).get("/apis/wardle.example.com/v1beta1/namespaces/x/flunders/missing")
+    finally:
+        srv.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    lines = [line for line in srv.output if line.strip()]
+    assert len(lines) >= 3
+    for line in lines:
+        doc = json.loads(line)  # raises on a plain-text line
+        assert "msg" in doc
+    assert any("admin kubeconfig" in json.loads(line)["msg"] for line in lines)
