@@ -49,8 +49,9 @@ def parse_ca_bundle(pem: bytes, what: str) -> tuple[x509.Certificate, ...]:
     content for CA bundle)."""
     try:
         certs = load_ca_bundle(pem)
-    except ValueError as e:
-        raise CABundleError(f"{what}: not a PEM certificate bundle: {e}") from None
+    except ValueError:
+        from ..options.pemfiles import pem_problem
+        raise CABundleError(f"{what}: {pem_problem(pem, 'CERTIFICATE') or 'not a PEM certificate bundle'}") from None
     if not certs:
         raise CABundleError(f"{what}: missing content for CA bundle")
     return tuple(certs)

@@ -14,6 +14,7 @@ import orjson
 import yaml
 
 from ..options import ERROR_PREFIX, FlagError, load_groups
+from ..options.pemfiles import check_pem_flags
 from ..filters.httplog import KV_ATTR
 from ..storage.interface import StorageError
 from . import certs
@@ -193,6 +194,7 @@ def run_serve(args) -> int:
         v = getattr(args, flag, None)
         if v and not Path(v).is_file():
             raise FlagError(f"--{flag.replace('_', '-')} {v}: no such file")
+    check_pem_flags(args)
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in args.bind_address else socket.AF_INET, args.bind_address)
     except OSError:

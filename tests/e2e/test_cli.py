@@ -164,3 +164,41 @@ def test_json_log_format_every_line_is_json():
         doc = json.loads(line)  # raises on a plain-text line
         assert "msg" in doc
     assert any("admin kubeconfig" in json.loads(line)["msg"] for line in lines)
+
+
+@pytest.fixture(scope="module")
+def pem_files(tmp_path_factory):
+    from extserver.server import certs
+    d = tmp_path_factory.mktemp("pem")
+    ca = certs.new_ca("test-ca")
+    a, b = certs.issue(ca, "a", server=True), certs.issue(ca, "b", server=True)
+    files = {"cert": a.cert_pem, "key": a.key_pem, "other-key": b.key_pem, "garbage": b"not a pem\n",
+             "empty": b"", "truncated": a.key_pem[:120]}
+    for name, data in files.items():
+        (d / f"{name}.pem").write_bytes(data)
+    return d
+
+
+@pytest.mark.parametrize("flags,needle", [
+    ({"--tls-cert-file": "garbage", "--tls-private-key-file": "key"},
+     "--tls-cert-file {d}/garbage.pem: no PEM block found (expected -----BEGIN CERTIFICATE-----)"),
+    ({"--tls-cert-file": "key", "--tls-private-key-file": "key"},
+     "--tls-cert-file {d}/key.pem: holds a PEM 'PRIVATE KEY' block, not a CERTIFICATE"),
+    ({"--tls-cert-file": "cert", "--tls-private-key-file": "empty"},
+     "--tls-private-key-file {d}/empty.pem: the file is empty"),
+    ({"--tls-cert-file": "cert", "--tls-private-key-file": "truncated"},
+     "--tls-private-key-file {d}/truncated.pem: a PEM block has no matching END line"),
+    ({"--tls-cert-file": "cert", "--tls-private-key-file": "other-key"},
+     "--tls-private-key-file {d}/other-key.pem: the private key does not match the certificate in {d}/cert.pem"),
+    ({"--client-ca-file": "garbage"}, "--client-ca-file {d}/garbage.pem: no PEM block found"),
+    ({"--etcd-cafile": "key"}, "--etcd-cafile {d}/key.pem: holds a PEM 'PRIVATE KEY' block, not a CERTIFICATE"),
+])
+def test_bad_pem_file_is_named_with_what_is_wrong(pem_files, flags, needle):
+    args = ["serve", "--data-dir", str(pem_files / "data"), "--bind-address", "127.0.0.1", "--secure-port", "0"]
+    for flag, name in flags.items():
+        args += [flag, str(pem_files / f"{name}.pem")]
+    p = run_cli(*args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert lines[-1].startswith("extserver: error: " + needle.format(d=pem_files)), p.stderr
+    assert "Traceback" not in p.stderr
