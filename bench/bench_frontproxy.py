@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""The aggregator's path: requests/s, p50/p99 latency and the server's CPU, through a TLS front
+proxy that presents the front-proxy client certificate and ``X-Remote-*`` headers.
+
+What every request pays here and not in ``bench_api.py`` (the anonymous lower bound): the
+front-proxy certificate check and identity headers, the delegated authorizer
+(SubjectAccessReview to the kube-apiserver TEST stand-in of tests/standin, with its
+allow/deny caches), audit (``--audit-log-path`` + a Metadata policy, unless ``--no-audit``),
+metrics and the klog-style log at ``-v 0``.
+
+Topology (all on 127.0.0.1)::
+
+    wrk -t2 -c32  --HTTP/1.1-->  haproxy  --TLS + front-proxy client cert, keep-alive pool-->
+        extserver serve (cluster mode)  --SAR (cached)-->  stand-in
+
+haproxy (Debian package ``haproxy``) adds ``X-Remote-User: bench-user`` (not in
+``system:masters``, so authorization is delegated) and two ``X-Remote-Group`` headers, as
+kube-aggregator does, and keeps connections to the server alive (``http-reuse always``).
+Watch delivery goes through the same proxy. Every loop is bounded in count and time.
+
+    python bench/bench_frontproxy.py [--backend embedded|etcd3] [--duration 8] [--no-audit]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, wrk  # noqa: E402
+
+USER, GROUPS = "bench-user", ["bench-group", "system:authenticated"]
+AUDIT_POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def haproxy_config(listen: int, server_port: int, ca: Path, client_pem: Path, stats: int) -> str:
+    groups = "\n".join(f"    http-request add-header X-Remote-Group {g}" for g in GROUPS)
+    return f"""global
+    maxconn 8192
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 60s
+    option http-keep-alive
+frontend fe
+    bind 127.0.0.1:{listen}
+    http-request del-header X-Remote-User
+    http-request del-header X-Remote-Group
+    http-request set-header X-Remote-User {USER}
+{groups}
+    default_backend be
+backend be
+    http-reuse always
+    server s1 127.0.0.1:{server_port} ssl verify required ca-file {ca} crt {client_pem} sni str(localhost) maxconn 4000
+frontend stats
+    bind 127.0.0.1:{stats}
+    http-request return status 200 content-type text/plain string ok
+"""
+
+
+async def seed_through(proxy: str, n: int) -> None:
+    import aiohttp
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as s:
+        async def one(i: int) -> None:
+            body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder",
+                    "metadata": {"name": f"seed-{i:04d}", "labels": {"bench": "seed"}},
+                    "spec": {"flunderReference": "x", "referenceType": "Flunder"}}
+            async with s.post(f"{proxy}{BASE}/namespaces/{NS}/flunders", json=body) as r:
+                assert r.status == 201, await r.text()
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def watch_latency(proxy: str, watchers: int, writes: int) -> dict:
+    """``watchers`` watches through the proxy; for each of ``writes`` patches (one every 20
+    ms, 50 writes/s), the time from sending it until its event reaches each watcher."""
+    import aiohttp
+    host, port = proxy.split("//", 1)[1].rsplit(":", 1)
+    received = [0] * watchers
+    arrivals: list[tuple[str, float]] = []
+    sent_at: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as s:
+        name = f"watched-{watchers}"
+        body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder", "metadata": {"name": name}}
+        async with s.post(f"{proxy}{BASE}/namespaces/{NS}-w/flunders", json=body) as r:
+            start_rv = (await r.json())["metadata"]["resourceVersion"]
+        path = f"{BASE}/namespaces/{NS}-w/flunders?watch=1&resourceVersion={start_rv}&timeoutSeconds=300"
+        opened = [0]
+        ready = asyncio.Event()
+        connecting = asyncio.Semaphore(32)
+
+        async def watcher(i: int) -> None:
+            async with connecting:
+                r, w = await asyncio.open_connection(host, int(port))
+                w.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode())
+                await w.drain()
+                status = await r.readline()
+                if b" 200 " not in status:
+                    raise SystemExit(f"watch through the proxy failed: {status!r}")
+                while (await r.readline()) not in (b"\r\n", b""):
+                    pass
+            opened[0] += 1
+            if opened[0] == watchers:
+                ready.set()
+            try:
+                while received[i] < writes:
+                    size = int((await r.readline()).strip() or b"0", 16)
+                    if size == 0:
+                        return
+                    chunk = await r.readexactly(size + 2)
+                    now = time.perf_counter()
+                    for line in chunk.splitlines():
+                        if line:
+                            arrivals.append((json.loads(line)["object"]["metadata"]["resourceVersion"], now))
+                            received[i] += 1
+            finally:
+                w.close()
+
+        tasks = [asyncio.create_task(watcher(i)) for i in range(watchers)]
+        await asyncio.wait_for(ready.wait(), 180)
+        await asyncio.sleep(0.5)
+        for k in range(writes):
+            t = time.perf_counter()
+            async with s.patch(f"{proxy}{BASE}/namespaces/{NS}-w/flunders/{name}",
+                               data=json.dumps({"metadata": {"labels": {"k": str(k)}}}),
+                               headers={"Content-Type": "application/merge-patch+json"}) as r:
+                sent_at[(await r.json())["metadata"]["resourceVersion"]] = t
+            await asyncio.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))
+        _, pending = await asyncio.wait(tasks, timeout=120)
+        for t in pending:
+            t.cancel()
+    lat = sorted(t - sent_at[rv] for rv, t in arrivals if rv in sent_at)
+    expected = watchers * writes
+    return {"events": len(lat), "expected": expected, "lost": expected - sum(received),
+            "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
+            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan")}
+
+
+def main() -> None:
+    from extserver.cli import raise_open_files_limit
+    from tests.e2e.cluster_harness import ClusterEnv
+    raise_open_files_limit()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="embedded", choices=["embedded", "etcd3"])
+    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk scenario (max 60)")
+    ap.add_argument("--no-audit", action="store_true", help="run without the audit log")
+    ap.add_argument("--watch-writes", type=int, default=50)
+    ap.add_argument("--watchers", default="100,1000", help="comma-separated watcher counts ('' for none)")
+    ap.add_argument("--server-args", default="", help="extra 'extserver serve' flags (e.g. '--workers 2')")
+    args = ap.parse_args()
+    args.duration = max(1, min(args.duration, 60))
+    for tool in ("wrk", "haproxy"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed: apt-get install -y {tool}")
+    work = Path(tempfile.mkdtemp(prefix="extserver-fpbench-"))
+    env = ClusterEnv()
+    env.standin.allow_users(USER)
+    cluster = haproxy = server = None
+    try:
+        data = work / "server"
+        data.mkdir()
+        cmd = [sys.executable, "-m", "extserver.cli", "serve", "--bind-address", "127.0.0.1", "--secure-port", "0",
+               "--data-dir", str(data), "--storage-backend", args.backend, *env.server_args(),
+               "--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0", *args.server_args.split()]
+        if not args.no_audit:
+            (work / "audit-policy.yaml").write_text(AUDIT_POLICY)
+            cmd += ["--audit-log-path", str(work / "audit.log"), "--audit-policy-file", str(work / "audit-policy.yaml")]
+        if args.backend == "etcd3":
+            from tests.etcd_cluster import EtcdCluster
+            cluster = EtcdCluster(work / "etcd", size=1).start()
+            cmd += ["--etcd-servers", ",".join(cluster.endpoints)]
+        log = open(work / "server.log", "w")
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        deadline = time.monotonic() + 60
+        port = None
+        while time.monotonic() < deadline and port is None:
+            m = re.search(r" on https://[\d.]+:(\d+)", (work / "server.log").read_text())
+            if m:
+                port = int(m.group(1))
+            elif server.poll() is not None:
+                break
+            time.sleep(0.1)
+        if port is None:
+            raise SystemExit("server did not start:\n" + (work / "server.log").read_text()[-2000:])
+        client_pem = work / "proxy-client.pem"
+        client_pem.write_bytes(env.proxy.cert_file.read_bytes() + env.proxy.key_file.read_bytes())
+        listen, stats = free_port(), free_port()
+        (work / "haproxy.cfg").write_text(haproxy_config(listen, port, data / "certs" / "apiserver-ca.crt",
+                                                         client_pem, stats))
+        haproxy = subprocess.Popen(["haproxy", "-db", "-f", str(work / "haproxy.cfg")],
+                                   stdout=subprocess.DEVNULL, stderr=open(work / "haproxy.log", "w"))
+        proxy = f"http://127.0.0.1:{listen}"
+        import urllib.request
+        deadline = time.monotonic() + 60
+        while True:  # ready: the proxy answers and the server's post-start hooks ran
+            try:
+                with urllib.request.urlopen(f"{proxy}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("proxy/server not ready:\n" + (work / "server.log").read_text()[-2000:])
+            time.sleep(0.2)
+        asyncio.run(seed_through(proxy, 100))
+        coll = f"{proxy}{BASE}/namespaces/{NS}/flunders"
+        scenarios = [("get one object", f"{coll}/seed-0042", None), ("list 100 objects", coll, None),
+                     ("list 100 objects, resourceVersion=0", f"{coll}?resourceVersion=0", None),
+                     ("create", coll, LUA_CREATE), ("merge-patch (100 objects)", coll, LUA_PATCH)]
+        print(f"front-proxy path: backend={args.backend} audit={'off' if args.no_audit else 'Metadata'} "
+              f"user={USER} (delegated SAR, cached); wrk -t2 -c32 -d{args.duration}s -> haproxy -> TLS; "
+              f"{os.cpu_count()} cores")
+        print(f"{'scenario':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'server CPU':>11}")
+        for label, url, script in scenarios:
+            c0, t0 = cpu_seconds(server.pid), time.monotonic()
+            r = wrk(url, args.duration, script)
+            cpu = (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0)
+            print(f"{label:40} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx']:8d} "
+                  f"{100 * cpu:10.0f}%", flush=True)
+        for n in [int(x) for x in args.watchers.split(",") if x.strip()]:
+            w = asyncio.run(watch_latency(proxy, n, args.watch_writes))
+            print(f"watch delivery, {n:>5} watchers, 50 writes/s: p50 {w['p50_ms']:.2f} ms, "
+                  f"p99 {w['p99_ms']:.2f} ms, events {w['events']}/{w['expected']}, lost {w['lost']}", flush=True)
+        sars = len(env.standin.access_reviews)
+        print(f"SubjectAccessReviews sent to the stand-in during the run: {sars}")
+    finally:
+        for p in (haproxy, server):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if cluster is not None:
+            cluster.stop()
+        env.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
