@@ -75,6 +75,12 @@ def test_anonymous_when_enabled_reaches_only_the_health_paths():
                                        '"default"')
         assert get(srv, None, "/version").json()["message"] == \
             'forbidden: User "system:anonymous" cannot get path "/version"'
+        # nor can it become the admin by impersonation
+        r = srv.session(cert=False).get(srv.url + FLUNDERS, timeout=30, headers={
+            "Accept": "application/json", "Impersonate-User": "extserver-admin", "Impersonate-Group": "system:masters"})
+        assert r.status_code == 403
+        assert r.json()["message"] == ('users "extserver-admin" is forbidden: User "system:anonymous" cannot '
+                                       'impersonate resource "users" in API group "" at the cluster scope')
         assert API(srv).get(FLUNDERS).status_code == 200  # the admin, as always
     finally:
         srv.stop()

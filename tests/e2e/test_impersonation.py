@@ -124,6 +124,19 @@ def test_service_account_extras_and_uid_are_the_impersonated_identity(local):
         "extra": {"acme.com/project": ["p1"]}}
 
 
+def test_a_watch_runs_as_the_impersonated_user(local):
+    srv, log = local
+    ns = "imp-w-" + uuid.uuid4().hex[:6]
+    r = API(srv).get(flunders(ns), params={"watch": "1", "timeoutSeconds": "1"}, stream=True,
+                     headers={"Impersonate-User": "wanda", "Audit-ID": "imp-watch-" + ns})
+    assert r.status_code == 200 and r.headers["Audit-Id"] == "imp-watch-" + ns
+    r.close()
+    events = audit_events(log, "imp-watch-" + ns, 3)
+    assert [e["stage"] for e in events] == ["RequestReceived", "ResponseStarted", "ResponseComplete"]
+    assert [e.get("impersonatedUser") for e in events] == [None] + [{"username": "wanda",
+                                                                     "groups": [AUTHENTICATED]}] * 2
+
+
 def test_groups_without_a_user_is_kubes_internal_error(local):
     srv, _ = local
     path = flunders("imp-g") + "?limit=5&x=<a>"
