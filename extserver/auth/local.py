@@ -15,6 +15,7 @@ other request it makes is a 403."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,8 @@ from ..filters.requestinfo import RequestInfo
 from ..machinery import errors as E
 from .user import AUTHENTICATED, UserInfo
 from .x509 import X509Authenticator
+
+log = logging.getLogger("extserver.auth")
 
 PeerDER = Callable[[web.Request], "bytes | None"]
 
@@ -42,18 +45,26 @@ class LocalAuth:
     def from_files(cls, ca: x509.Certificate, admin_crt: Path, peer_der: PeerDER) -> "LocalAuth":
         return cls(ca, x509.load_pem_x509_certificate(admin_crt.read_bytes()), peer_der)
 
-    def authenticate_der(self, der: bytes | None) -> UserInfo | None:
-        """The admin for the pinned certificate; None without a certificate (anonymous,
-        when enabled); 401 for any other certificate."""
+    def check_der(self, der: bytes | None) -> tuple[UserInfo | None, str | None]:
+        """``(admin, None)`` for the pinned certificate; ``(None, None)`` without a
+        certificate; ``(None, why)`` for any other certificate."""
         if not der:
-            return None
-        user, _err = self._x509.check_der(der)
-        if user is None or hashlib.sha256(der).digest() != self.admin_fingerprint:
-            raise E.Unauthorized()
-        return user
+            return None, None
+        user, err = self._x509.check_der(der)
+        if user is None:
+            return None, err or "the client certificate has no common name"
+        if hashlib.sha256(der).digest() != self.admin_fingerprint:
+            return None, f"the client certificate of {user.name!r} is not the local admin certificate"
+        return user, None
 
     async def authenticate(self, request: web.Request) -> UserInfo | None:
-        return self.authenticate_der(self.peer_der(request))
+        """The admin; None without a certificate (anonymous, when enabled); 401 for any
+        other certificate."""
+        user, err = self.check_der(self.peer_der(request))
+        if err:
+            log.warning("unable to authenticate the request to %s: %s", request.path, err)
+            raise E.Unauthorized()
+        return user
 
     async def authorize(self, user: UserInfo, info: RequestInfo) -> tuple[bool, str]:
         # impersonated users carry system:authenticated unless the admin asked for
