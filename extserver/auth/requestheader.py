@@ -59,15 +59,18 @@ def user_from_headers(headers: CIMultiDictProxy[str], cfg: RequestHeaderConfig) 
         lp = prefix.lower()
         for h, v in headers.items():
             if h.lower().startswith(lp):
-                raw = h[len(prefix):].lower()
-                key = unquote(raw) if _unescapable(raw) else raw
-                extra.setdefault(key, []).append(v)
+                extra.setdefault(unescape_extra_key(h[len(prefix):].lower()), []).append(v)
     return UserInfo(name, uid, tuple(groups), tuple((k, tuple(v)) for k, v in extra.items()))
 
 
+def unescape_extra_key(raw: str) -> str:
+    """An extra key from a header name (already lower-cased), %-decoded as Go's
+    ``url.PathUnescape``; kept as sent when that fails (kube records it anyway)."""
+    return unquote(raw) if _unescapable(raw) else raw
+
+
 def _unescapable(s: str) -> bool:
-    """Go's ``url.PathUnescape`` fails on a ``%`` not followed by two hex digits; the key
-    is then kept as sent."""
+    """Go's ``url.PathUnescape`` fails on a ``%`` not followed by two hex digits."""
     i = s.find("%")
     while i != -1:
         if len(s) < i + 3 or any(c not in "0123456789abcdefABCDEF" for c in s[i + 1:i + 3]):

@@ -293,8 +293,9 @@ def source_ips(request: web.Request) -> list[str]:
 class AuditEvent:
     """One request's event; :meth:`line` renders it at a stage."""
 
-    __slots__ = ("level", "omit", "audit_id", "request_uri", "verb", "user", "source_ips", "user_agent",
-                 "object_ref", "received", "response_status", "request_object", "response_object", "annotations")
+    __slots__ = ("level", "omit", "audit_id", "request_uri", "verb", "user", "impersonated_user", "source_ips",
+                 "user_agent", "object_ref", "received", "response_status", "request_object", "response_object",
+                 "annotations")
 
     def __init__(self, ctx: RequestContext, level: int, omit: frozenset[str]):
         r, info = ctx.request, ctx.info
@@ -304,6 +305,7 @@ class AuditEvent:
         self.request_uri = r.raw_path
         self.verb = info.verb
         self.user = _user(ctx.user)
+        self.impersonated_user: dict[str, Any] | None = None
         self.source_ips = source_ips(r)
         self.user_agent = r.headers.get("User-Agent", "")
         self.object_ref: dict[str, str] | None = None
@@ -316,6 +318,11 @@ class AuditEvent:
         self.request_object: Any = None
         self.response_object: Any = None
         self.annotations: dict[str, str] = {}
+
+    def log_impersonated_user(self, user: UserInfo) -> None:
+        """kube's ``LogImpersonatedUser``: the identity the request runs as (the stages
+        after ``RequestReceived`` carry it)."""
+        self.impersonated_user = _user(user)
 
     def complete_object_ref(self, obj: Any) -> None:
         """kube's ``LogRequestObject``: what the URL does not say (a created object's name,
@@ -336,7 +343,10 @@ class AuditEvent:
     def line(self, stage: str, now: float) -> bytes:
         d: dict[str, Any] = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": LEVEL_NAMES[self.level],
                              "auditID": self.audit_id, "stage": stage, "requestURI": self.request_uri,
-                             "verb": self.verb, "user": self.user, "sourceIPs": self.source_ips}
+                             "verb": self.verb, "user": self.user}
+        if self.impersonated_user is not None:
+            d["impersonatedUser"] = self.impersonated_user
+        d["sourceIPs"] = self.source_ips
         if self.user_agent:
             d["userAgent"] = self.user_agent
         if self.object_ref is not None:

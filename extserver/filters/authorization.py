@@ -19,17 +19,19 @@ DECISION_ANNOTATION = "authorization.k8s.io/decision"
 REASON_ANNOTATION = "authorization.k8s.io/reason"
 
 
-def forbidden_message(user: UserInfo, info: RequestInfo) -> E.StatusError:
-    """kube-apiserver's 403 for a denied request."""
+def forbidden_message(user: UserInfo, info: RequestInfo, reason: str = "") -> E.StatusError:
+    """kube-apiserver's 403 for a denied request (``ForbiddenStatusError``): the
+    authorizer's reason, when it gave one, follows the message."""
+    tail = f": {reason}" if reason else ""
     if info.is_resource_request:
         res = info.resource + (f"/{info.subresource}" if info.subresource else "")
         msg = f'User "{user.name}" cannot {info.verb} resource "{res}" in API group "{info.api_group}"'
         msg += f' in the namespace "{info.namespace}"' if info.namespace else " at the cluster scope"
         q = f"{info.resource}.{info.api_group}" if info.api_group else info.resource
         full = f'{q} "{info.name}" is forbidden: {msg}' if info.name else f"{q} is forbidden: {msg}"
-        return E.StatusError(full, code=403, reason="Forbidden", name=info.name, group=info.api_group,
+        return E.StatusError(full + tail, code=403, reason="Forbidden", name=info.name, group=info.api_group,
                              kind=info.resource)
-    return E.StatusError(f'forbidden: User "{user.name}" cannot {info.verb} path "{info.path}"',
+    return E.StatusError(f'forbidden: User "{user.name}" cannot {info.verb} path "{info.path}"{tail}',
                          code=403, reason="Forbidden")
 
 

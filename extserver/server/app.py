@@ -5,7 +5,7 @@ A request's path (one module per step)::
 
     dispatch (audit ID, metrics, access log)
       -> filters.panic -> filters.requestinfo -> filters.authentication -> filters.audit
-      -> filters.authorization -> filters.inflight -> filters.timeout
+      -> filters.impersonation -> filters.authorization -> filters.inflight -> filters.timeout
       -> route: discovery | openapi | health/metrics/version | ResourceHandler
 
 Lifecycle (``serve``): storage and admission plugins start, the listener opens, post-start
@@ -38,6 +38,7 @@ from ..filters.authentication import Authenticate, StripCredentials, with_authen
 from ..filters.authorization import Authorize, forbidden_message, with_authorization
 from ..filters.chain import AUDIT_ID_HEADER, CONTEXT_KEY, Handler, RequestContext, status_response
 from ..filters.httplog import log_request
+from ..filters.impersonation import with_impersonation
 from ..filters.inflight import InflightCounters, with_max_inflight
 from ..filters.panic import with_panic_recovery
 from ..filters.requestinfo import RequestInfo, with_request_info
@@ -206,6 +207,7 @@ class ExtServer:
         h = with_max_inflight(h, self.inflight, max_read_only=s.max_requests_inflight,
                               max_mutating=s.max_mutating_requests_inflight)
         h = with_authorization(h, self.authorize, always_allow_paths=self.always_allow_paths)
+        h = with_impersonation(h, self.authorize)
         if self.auditor is not None:
             h = with_audit(h, self.auditor)
         h = with_authentication(h, self.authenticate, anonymous_auth=self.anonymous_auth,

@@ -233,19 +233,13 @@ def run_serve(args) -> int:
         local_ca = certs.ensure_ca(data_dir, "local-ca", "extserver-local-ca")
         admin_crt, admin_key = certs.ensure_client_cert(data_dir, "admin", local_ca, LOCAL_ADMIN, ["system:masters"])
         tls.set_client_cas(local_ca.cert_pem)
-        from ..auth.x509 import X509Authenticator
-        x509auth = X509Authenticator([local_ca.cert])
-
-        async def authenticate(request):
-            return x509auth.authenticate_der(peer_der(request))
-
-        async def authorize(user, info):  # AlwaysAllow, for the local admin only (authn admits no one else)
-            return True, ""
-
+        from ..auth.local import LocalAuth  # only the pinned admin certificate; see docs/auth.md
+        local_auth = LocalAuth.from_files(local_ca.cert, admin_crt, peer_der)
         kubeconfig = data_dir / "kubeconfig"
 
         async def build_server(plugins: list) -> ExtServer:
-            return ExtServer(groups, backend, handler_config=hc, authenticate=authenticate, authorize=authorize,
+            return ExtServer(groups, backend, handler_config=hc, authenticate=local_auth.authenticate,
+                             authorize=local_auth.authorize,
                              anonymous_auth=bool(args.anonymous_auth),
                              always_allow_paths=tuple(args.authorization_always_allow_paths),
                              serving=serving, auditor=auditor, admission_plugins=plugins)

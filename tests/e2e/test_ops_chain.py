@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 
-from extserver.server import certs
 from tests.e2e.harness import API, ServerProcess, new_tmp_dir
 
 GADGETS = "/apis/faulty.extserver.io/v1/namespaces/{ns}/gadgets"
@@ -36,19 +35,15 @@ def stop(srv: ServerProcess) -> None:
     shutil.rmtree(srv.data_dir, ignore_errors=True)
 
 
-def user_cert(srv: ServerProcess, name: str, groups: list[str]) -> tuple[str, str]:
-    """A client certificate from the server's local CA for a user who is not an admin."""
-    ca = certs.load_pair(srv.data_dir / "local-ca.crt", srv.data_dir / "local-ca.key")
-    leaf = certs.issue(ca, name, orgs=groups, client=True)
-    crt, key = srv.data_dir / f"{name}.crt", srv.data_dir / f"{name}.key"
-    certs.write_private(key, leaf.key_pem)
-    certs.write_private(crt, leaf.cert_pem)
-    return str(crt), str(key)
+def impersonating(name: str, groups: list[str]) -> dict[str, str]:
+    """Headers that make the admin's request run as a user who is not an admin (local mode
+    accepts only the admin's certificate; it may impersonate anyone)."""
+    return {"Impersonate-User": name, **({"Impersonate-Group": groups[0]} if groups else {})}
 
 
-def as_user(srv: ServerProcess, cert: tuple[str, str]) -> API:
+def as_user(srv: ServerProcess, name: str, groups: list[str]) -> API:
     api = API(srv)
-    api.s.cert = cert
+    api.s.headers.update(impersonating(name, groups))
     return api
 
 
@@ -56,13 +51,15 @@ class SlowPost:
     """A POST whose body is only partly sent: the request stays in flight until
     :meth:`finish` (or the server gives up)."""
 
-    def __init__(self, srv: ServerProcess, path: str, body: dict, cert: tuple[str, str]):
+    def __init__(self, srv: ServerProcess, path: str, body: dict, cert: tuple[str, str],
+                 headers: dict[str, str] | None = None):
         raw = json.dumps(body).encode()
         ctx = ssl.create_default_context(cafile=str(srv.ca))
         ctx.load_cert_chain(*cert)
         self.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=60),
                                     server_hostname="127.0.0.1")
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n{extra}"
                 f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n\r\n").encode()
         self.sock.sendall(head + raw[:1])
         self.rest = raw[1:]
@@ -165,9 +162,9 @@ def test_429_under_an_inflight_flood_then_recovery():
     try:
         ns = "flood"
         admin = API(srv)
-        bob_cert = user_cert(srv, "bob", ["developers"])
-        bob = as_user(srv, bob_cert)
-        held = SlowPost(srv, GADGETS.format(ns=ns), gadget("held"), bob_cert)
+        bob = as_user(srv, "bob", ["developers"])
+        held = SlowPost(srv, GADGETS.format(ns=ns), gadget("held"), srv.client_cert,
+                        impersonating("bob", ["developers"]))
         try:
             wait_until(lambda: sample(scrape(admin), "apiserver_current_inflight_requests",
                                       request_kind="mutating") == 1, "the held request in flight")

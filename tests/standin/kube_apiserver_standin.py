@@ -8,7 +8,9 @@ apiserver calls on the main apiserver for delegated authentication and authoriza
 
 - ``POST /apis/authentication.k8s.io/v1/tokenreviews`` -- answers from :meth:`add_token`
 - ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews`` -- answers from the
-  programmable :attr:`sar_policy` (default: allow the users of :meth:`allow_users`)
+  programmable :attr:`sar_policy` (default: allow the users of :meth:`allow_users`, and
+  the single ``resourceAttributes`` granted by :meth:`grant` -- a stand-in for RBAC rules,
+  e.g. the ``impersonate`` verb on ``users/bob``)
 - ``GET /api/v1/namespaces/kube-system/configmaps[/<name>]`` with ``fieldSelector=
   metadata.name=<name>``, list and ``watch=1&resourceVersion=..`` (``ERROR`` 410 after
   :meth:`compact`), changed by :meth:`set_configmap`; every other path is ``404``.
@@ -76,6 +78,7 @@ class KubeAPIServerStandin:
         # programmable behaviour (set from the test thread; read on the server loop)
         self.tokens: dict[str, dict] = {}
         self.allowed_users: set[str] = set()
+        self.grants: list[tuple[str, dict[str, str]]] = []  # (user, resourceAttributes allowed exactly)
         self.sar_policy: Callable[[dict], dict] = self._default_policy
         self.sar_error: tuple[int, str, str] | None = None
         self.token_error: tuple[int, str, str] | None = None
@@ -103,8 +106,16 @@ class KubeAPIServerStandin:
     def allow_users(self, *names: str) -> None:
         self.allowed_users.update(names)
 
+    def grant(self, user: str, **resource_attributes: str) -> None:
+        """Allow ``user`` the review whose ``resourceAttributes`` are exactly these (unset
+        fields absent), e.g. ``grant("alice", verb="impersonate", version="v1",
+        resource="users", name="bob")``."""
+        self.grants.append((user, dict(resource_attributes)))
+
     def _default_policy(self, spec: dict) -> dict:
-        return {"allowed": spec.get("user") in self.allowed_users}
+        attrs = spec.get("resourceAttributes")
+        granted = attrs is not None and (spec.get("user"), attrs) in self.grants
+        return {"allowed": granted or spec.get("user") in self.allowed_users}
 
     def set_configmap(self, name: str, data: dict[str, str] | None, namespace: str = "kube-system") -> None:
         """Create, replace (data) or delete (None) a ConfigMap in ``kube-system``."""
