@@ -13,6 +13,7 @@
 #   --debian-base    base made locally with debootstrap (scripts/debian-base-image.sh);
 #                    implies --offline. For machines that reach no container registry.
 #   --push           push the image and print its digest (for image.digest in the chart)
+#   --print-ref      print the image reference that would be built, and build nothing
 # Environment: CONTAINER_ENGINE (podman if installed, else docker), PYTHON (python3; its
 # major.minor must be the base image's for --offline wheels).
 # stdout: the image reference (then "digest: sha256:..." with --push); progress on stderr.
@@ -25,6 +26,7 @@ base=""
 offline=false
 debian_base=false
 push=false
+print_ref=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --registry) registry="${2:?--registry needs a value}"; shift 2 ;;
@@ -33,7 +35,8 @@ while [ $# -gt 0 ]; do
     --offline) offline=true; shift ;;
     --debian-base) debian_base=true; offline=true; shift ;;
     --push) push=true; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --print-ref) print_ref=true; shift ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-image: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +49,7 @@ if [ -z "${CONTAINER_ENGINE:-}" ]; then
 fi
 version="$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')"
 image="${registry%/}/extserver:${tag:-$version}"
+if $print_ref; then echo "$image"; exit 0; fi
 
 if $debian_base && [ -z "$base" ]; then
   base="$(PODMAN="$CONTAINER_ENGINE" scripts/debian-base-image.sh)"
