@@ -588,3 +588,23 @@ def test_upgrade_with_regenerate_trusts_the_old_and_the_new_ca(render, helm, tmp
     pem = base64.b64decode(bundle).decode()
     assert pem.count("BEGIN CERTIFICATE") == 2
     assert old_ca.decode().strip() in pem and secret_bytes(secret, "ca.crt").decode().strip() in pem
+
+
+def test_priority_class_defaults_to_system_cluster_critical_for_metrics(helm, tmp_path):
+    """metrics.enabled comes with the metrics values (their schema lives with them); here a
+    copy of the chart without the schema renders it."""
+    chart = tmp_path / "extserver"
+    shutil.copytree(CHART_DIR, chart)
+    (chart / "values.schema.json").unlink()
+
+    def priority(*args: str) -> str | None:
+        proc = subprocess.run([helm, "template", "t", str(chart), "--namespace", NAMESPACE,
+                               "--show-only", "templates/deployment.yaml", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return yaml.safe_load(proc.stdout)["spec"]["template"]["spec"].get("priorityClassName")
+
+    assert priority("--set", "metrics.enabled=true") == "system-cluster-critical"
+    assert priority("--set", "metrics.enabled=true", "--set", "priorityClassName=my-class") == "my-class"
+    assert priority("--set", "metrics.enabled=false") is None
+    assert priority() is None
