@@ -17,6 +17,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS build
 # true: install only from wheelhouse/ (--no-index), with no compiler and no apt.
 ARG OFFLINE=false
+# lets scripts/build-image.sh remove this stage's image once the build is done
+LABEL org.extserver.stage=build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src

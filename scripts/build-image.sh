@@ -76,6 +76,8 @@ fi
 
 echo "build-image: $CONTAINER_ENGINE build -t $image ${build_args[*]}" >&2
 $CONTAINER_ENGINE build -t "$image" "${build_args[@]}" -f Dockerfile . >&2
+# podman keeps the build stage as an untagged image; only the final image is needed.
+$CONTAINER_ENGINE image prune -f --filter label=org.extserver.stage=build >/dev/null 2>&1 || true
 size="$($CONTAINER_ENGINE image inspect --format '{{.Size}}' "$image")"
 echo "build-image: $image: $((size / 1000000)) MB" >&2
 echo "$image"
