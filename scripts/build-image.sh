@@ -59,6 +59,15 @@ build_args=(--build-arg "VERSION=$version" --build-arg "OFFLINE=$offline")
 [ -n "$base" ] && build_args+=(--build-arg "BASE_IMAGE=$base")
 
 mkdir -p wheelhouse
+if $offline && [ -n "$base" ]; then
+  # Wheels built here must fit the base's interpreter (compiled wheels are per minor version).
+  want="$($CONTAINER_ENGINE run --rm --entrypoint python3 "$base" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  have="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  if [ "$want" != "$have" ]; then
+    echo "build-image: --offline needs the host's Python ($PYTHON is $have) to be the base's ($base has $want): set PYTHON" >&2
+    exit 1
+  fi
+fi
 if $offline; then
   # Dependency wheels are reused while pyproject.toml is unchanged; the package's own wheel
   # is rebuilt every time (its source changes without pyproject.toml changing).
