@@ -68,6 +68,30 @@ def _load_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
         ctx.load_cert_chain(str(p))
 
 
+class _HandshakeLoggingSSLObject(ssl.SSLObject):
+    """Logs a failed TLS handshake, as Go's net/http does ("TLS handshake error"): asyncio
+    reports one only in debug mode, yet it is how an untrusted client certificate (no
+    front-proxy CA) or a wrong APIService caBundle shows on the server's side. A client
+    hanging up mid-handshake (a TCP probe, a port scan) is not logged."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            raise
+        except ssl.SSLCertVerificationError as e:
+            log.warning("TLS handshake error: client certificate not trusted: %s", e.verify_message)
+            raise
+        except ssl.SSLError as e:
+            reason = e.reason or str(e)
+            if "ALERT" in reason:  # the client sent an alert: it refused our certificate
+                log.warning("TLS handshake error: the client refused the serving certificate (%s)",
+                            reason.lower().replace("_", " "))
+            else:
+                log.warning("TLS handshake error: %s", reason)
+            raise
+
+
 def build_context(cert_pem: bytes, key_pem: bytes, *, min_version: str = "VersionTLS12",
                   client_cas_pem: bytes | None = None) -> ssl.SSLContext:
     """A server context for one cert/key pair and client-CA bundle. Raises ``ssl.SSLError``
@@ -75,6 +99,7 @@ def build_context(cert_pem: bytes, key_pem: bytes, *, min_version: str = "Versio
     if min_version not in MIN_VERSIONS:
         raise ValueError(f"unsupported TLS version {min_version!r} (supported: {', '.join(MIN_VERSIONS)})")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sslobject_class = _HandshakeLoggingSSLObject
     ctx.minimum_version = MIN_VERSIONS[min_version]
     _load_chain(ctx, cert_pem, key_pem)
     ctx.set_alpn_protocols(["http/1.1"])

@@ -86,3 +86,12 @@ def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
     """(workload name, pod spec) of every Deployment and StatefulSet."""
     return [(o["metadata"]["name"], o["spec"]["template"]["spec"])
             for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+#: Numbers measured by the deploy tests (the image size), printed after the run.
+MEASURED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in MEASURED:
+        terminalreporter.write_line(line)

@@ -6,6 +6,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,13 @@ from .conftest import (
     CI_VALUES_DIR,
     FULLNAME,
     NAMESPACE,
+    REPO_ROOT,
     VALUE_SETS,
     find,
     one,
     pod_specs,
     run_helm_template,
+    secret_bytes,
     values_args,
 )
 
@@ -106,6 +110,15 @@ def test_validator_rejects_an_unknown_field(render, tmp_path):
                         '"versions":[{"name":"v1","versionPriority":10}]}]'],
          "/apiService/groups/0/name"),
         (["--set", "tls.type=existingSecret"], "/tls/existingSecret"),
+        (["--set", "hostNetwork=yes"], "/hostNetwork"),
+        (["--set", "dnsPolicy=Cluster"], "/dnsPolicy"),
+        (["--set", "priorityClassName=System_Critical"], "/priorityClassName"),
+        (["--set", "livenessProbe.enabled=maybe"], "/livenessProbe/enabled"),
+        (["--set", "readinessProbe.periodSeconds=0"], "/readinessProbe/periodSeconds"),
+        (["--set", "startupProbe.initialDelay=5"], "initialDelay"),  # a typo is refused
+        (["--set-json", 'readinessProbe.exec={"command":["true"]}',
+          "--set-json", 'readinessProbe.tcpSocket={"port":8443}'], "/readinessProbe"),  # two handlers
+        (["--set-json", 'livenessProbe.httpGet={"path":"/livez"}'], "/livenessProbe/httpGet"),  # no port
     ],
     ids=lambda v: v if isinstance(v, str) else " ".join(v),
 )
@@ -177,7 +190,10 @@ def test_pods_are_hardened(render, value_set):
         assert pod_sc["runAsNonRoot"] is True, name
         assert pod_sc["runAsUser"] != 0, name
         assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
-        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
+        # hostNetwork only where asked for (the operator-options set), never hostPID/hostIPC.
+        assert bool(spec.get("hostNetwork")) == (value_set == "operator-options-values.yaml" and
+                                                 name == FULLNAME), name
+        assert not spec.get("hostPID") and not spec.get("hostIPC")
         assert not any("hostPath" in v for v in spec.get("volumes", [])), name
         for container in spec["containers"]:
             sc = container["securityContext"]
@@ -405,7 +421,7 @@ def test_rendered_command_line_parses_with_the_server_cli(render, value_set):
     assert container["command"] == ["extserver", "serve"]
     args = build_parser().parse_args([*container["command"][1:], *container["args"]])
     assert args.command == "serve"
-    assert args.secure_port == 8443
+    assert args.secure_port == container["ports"][0]["containerPort"]
     assert args.authorization_mode == "Delegated"
     assert args.data_dir == "/var/lib/extserver"
     embedded = one(objects, "Deployment")["spec"]["strategy"]["type"] == "Recreate"
@@ -431,3 +447,164 @@ def test_own_groups_without_the_bundled_one(render):
 
     args = build_parser().parse_args(["serve", *container["args"]])
     assert args.no_bundled_groups is True and args.api_module == ["my.groups"]
+
+
+def test_operator_options(render):
+    deployment, container = _server_container(render("operator-options-values.yaml"))
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"  # cluster DNS still resolves on the host network
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert _flags(container)["secure-port"] == "4443" and container["ports"][0]["containerPort"] == 4443
+    assert container["args"][-1] == "--max-requests-inflight=800"  # after the chart's own: it wins
+    assert {"name": "EXTSERVER_EXAMPLE", "value": "1"} in container["env"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["group-config"] == {"name": "group-config", "configMap": {"name": "my-group-config"}}
+    assert {"name": "group-config", "mountPath": "/etc/my-group", "readOnly": True} in container["volumeMounts"]
+    assert container["livenessProbe"] == {
+        "httpGet": {"path": "/livez", "port": "https", "scheme": "HTTPS"},
+        "initialDelaySeconds": 10, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 5}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz?verbose", "port": "https", "scheme": "HTTPS"}
+    assert "startupProbe" not in container
+    spread = pod["topologySpreadConstraints"]
+    assert spread == [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+                       "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}]
+
+
+def test_operator_options_are_off_by_default(render):
+    deployment, container = _server_container(render())
+    pod = deployment["spec"]["template"]["spec"]
+    for key in ("hostNetwork", "dnsPolicy", "priorityClassName", "topologySpreadConstraints"):
+        assert key not in pod, key
+    assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
+
+
+def test_a_probe_handler_replaces_the_default(render):
+    _, container = _server_container(render(None, "--set-json", 'livenessProbe.tcpSocket={"port":"https"}'))
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "https"}
+    assert "httpGet" not in container["livenessProbe"]
+    assert container["startupProbe"]["httpGet"]["path"] == "/livez"
+
+
+def test_chart_image_is_the_one_the_build_script_tags(render):
+    script = REPO_ROOT / "scripts" / "build-image.sh"
+
+    def built(*args: str) -> str:
+        proc = subprocess.run([str(script), "--print-ref", *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    _, container = _server_container(render())
+    assert container["image"] == built()
+    _, container = _server_container(render(None, "--set", "image.repository=registry.example.com/team/extserver"))
+    assert container["image"] == built("--registry", "registry.example.com/team")
+
+
+#: The first Kubernetes minor serving each API version the chart renders (custom resources
+#: aside). The kubeVersion floor must be the highest of them, no higher.
+API_SINCE = {"v1": 0, "apps/v1": 9, "rbac.authorization.k8s.io/v1": 8, "networking.k8s.io/v1": 7,
+             "apiregistration.k8s.io/v1": 10, "policy/v1": 21}
+
+
+def test_kube_version_floor_is_what_the_rendered_objects_need(render, helm):
+    needed = 19  # pod fields used: securityContext.seccompProfile, topologySpreadConstraints (GA 1.19)
+    for value_set in VALUE_SETS:
+        for obj in render(value_set):
+            if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+                continue
+            assert obj["apiVersion"] in API_SINCE, f"{obj['kind']} {obj['apiVersion']}: add it to API_SINCE"
+            needed = max(needed, API_SINCE[obj["apiVersion"]])
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">=1.{needed}.0-0"
+    assert run_helm_template(helm, "--kube-version", f"1.{needed}.0").returncode == 0
+    refused = run_helm_template(helm, "--kube-version", f"1.{needed - 1}.15")
+    assert refused.returncode != 0
+    assert f"chart requires kubeVersion: >=1.{needed}.0-0 which is incompatible with Kubernetes v1.{needed - 1}.15" \
+        in refused.stderr
+
+
+def test_helm_package_is_versioned_with_the_package_version(helm, tmp_path):
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart_version = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["version"]
+    proc = subprocess.run([helm, "package", str(CHART_DIR), "--destination", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    archive = tmp_path / f"extserver-{chart_version}.tgz"
+    assert proc.stdout.strip().endswith(str(archive))
+    with tarfile.open(archive) as tar:
+        packaged = yaml.safe_load(tar.extractfile("extserver/Chart.yaml").read())
+        names = tar.getnames()
+    assert packaged["appVersion"] == version
+    assert "extserver/values.schema.json" in names and "extserver/ci/cert-manager-values.yaml" not in names
+    rendered = subprocess.run([helm, "template", "t", str(archive), "--namespace", NAMESPACE],
+                              capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    assert f"image: ghcr.io/extserver/extserver:{version}" in rendered.stdout
+
+
+LOOKUP = 'lookup "v1" "Secret" .Release.Namespace (include "extserver.tlsSecretName" .)'
+
+
+def _upgrade_render(helm, tmp_path, installed: list[dict], *args: str) -> list[dict]:
+    """Render as `helm upgrade` does over a release whose objects are `installed`.
+
+    There is no cluster here, so helm's `lookup` of the serving Secret (the one call the
+    chart makes for it) is replaced in a copy of the chart by the Secret of the previous
+    render, read from a file: the template logic around it is the chart's own.
+    """
+    chart = tmp_path / "upgrade" / "extserver"
+    shutil.copytree(CHART_DIR, chart, dirs_exist_ok=True)
+    helpers = chart / "templates" / "_helpers.tpl"
+    text = helpers.read_text()
+    assert text.count(LOOKUP) == 1
+    helpers.write_text(text.replace(LOOKUP, '(.Files.Get "installed-secret.yaml" | fromYaml)'))
+    (chart / "installed-secret.yaml").write_text(yaml.safe_dump(one(installed, "Secret", f"{FULLNAME}-tls")))
+    proc = subprocess.run([helm, "template", "t", str(chart), "--namespace", NAMESPACE, *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def _ca_bundles(objects) -> set[str]:
+    return {a["spec"]["caBundle"] for a in find(objects, "APIService")}
+
+
+def test_upgrade_keeps_the_generated_serving_certificate(render, helm, tmp_path):
+    installed = render()
+    upgraded = _upgrade_render(helm, tmp_path, installed)
+    assert one(upgraded, "Secret", f"{FULLNAME}-tls")["data"] == one(installed, "Secret", f"{FULLNAME}-tls")["data"]
+    assert _ca_bundles(upgraded) == _ca_bundles(installed) and len(_ca_bundles(installed)) == 1  # no churn
+    # Negative control: without the lookup every render makes a new CA.
+    assert _ca_bundles(render(None, "--set", "tls.helm.lookup=false")) != _ca_bundles(installed)
+
+
+def test_upgrade_with_regenerate_trusts_the_old_and_the_new_ca(render, helm, tmp_path):
+    installed = render()
+    old_ca = secret_bytes(one(installed, "Secret", f"{FULLNAME}-tls"), "ca.crt")
+    upgraded = _upgrade_render(helm, tmp_path, installed, "--set", "tls.helm.regenerate=true")
+    secret = one(upgraded, "Secret", f"{FULLNAME}-tls")
+    assert secret_bytes(secret, "ca.crt") != old_ca
+    (bundle,) = _ca_bundles(upgraded)
+    pem = base64.b64decode(bundle).decode()
+    assert pem.count("BEGIN CERTIFICATE") == 2
+    assert old_ca.decode().strip() in pem and secret_bytes(secret, "ca.crt").decode().strip() in pem
+
+
+def test_priority_class_defaults_to_system_cluster_critical_for_metrics(helm, tmp_path):
+    """metrics.enabled comes with the metrics values (their schema lives with them); here a
+    copy of the chart without the schema renders it."""
+    chart = tmp_path / "extserver"
+    shutil.copytree(CHART_DIR, chart)
+    (chart / "values.schema.json").unlink()
+
+    def priority(*args: str) -> str | None:
+        proc = subprocess.run([helm, "template", "t", str(chart), "--namespace", NAMESPACE,
+                               "--show-only", "templates/deployment.yaml", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return yaml.safe_load(proc.stdout)["spec"]["template"]["spec"].get("priorityClassName")
+
+    assert priority("--set", "metrics.enabled=true") == "system-cluster-critical"
+    assert priority("--set", "metrics.enabled=true", "--set", "priorityClassName=my-class") == "my-class"
+    assert priority("--set", "metrics.enabled=false") is None
+    assert priority() is None

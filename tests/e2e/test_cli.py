@@ -17,7 +17,8 @@ EXT = shutil.which("extserver")
 
 def readme_run_command() -> list[str]:
     text = (REPO / "README.md").read_text()
-    m = re.search(r"^\s+pip install \. && (extserver serve[^\n]*)$", text, re.M)
+    m = re.search(r"^\s+python3 -m venv \.venv && \.venv/bin/pip install \. && \.venv/bin/(extserver serve[^\n]*)$",
+                  text, re.M)
     assert m, "the README must show the run command"
     return shlex.split(m.group(1))
 

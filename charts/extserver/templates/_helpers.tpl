@@ -78,6 +78,35 @@ app.kubernetes.io/part-of: extserver
 {{- end }}
 {{- end }}
 
+{{/*
+PriorityClass of the server pods: priorityClassName, or system-cluster-critical when the
+server serves the metrics APIs (metrics.enabled) and none is set.
+*/}}
+{{- define "extserver.priorityClassName" -}}
+{{- $metrics := .Values.metrics | default dict }}
+{{- if .Values.priorityClassName }}
+{{- .Values.priorityClassName }}
+{{- else if and (kindIs "map" $metrics) $metrics.enabled }}
+{{- "system-cluster-critical" }}
+{{- end }}
+{{- end }}
+
+{{/*
+One probe of the server container, from dict "name" "probe" (its values) "path" (the
+default endpoint). A handler given in the values replaces GET <path> on the https port;
+enabled=false renders nothing.
+*/}}
+{{- define "extserver.probe" -}}
+{{- $probe := omit .probe "enabled" }}
+{{- if ne (toString .probe.enabled) "false" }}
+{{- if not (or $probe.httpGet $probe.tcpSocket $probe.exec $probe.grpc) }}
+{{- $_ := set $probe "httpGet" (dict "path" .path "port" "https" "scheme" "HTTPS") }}
+{{- end }}
+{{- .name }}:
+  {{- toYaml $probe | nindent 2 }}
+{{- end }}
+{{- end }}
+
 {{/* Name of the Secret holding the serving certificate. */}}
 {{- define "extserver.tlsSecretName" -}}
 {{- if eq .Values.tls.type "existingSecret" }}
