@@ -174,6 +174,9 @@ def main() -> None:
     ap.add_argument("--watch-writes", type=int, default=50)
     ap.add_argument("--watchers", default="100,1000", help="comma-separated watcher counts ('' for none)")
     ap.add_argument("--server-args", default="", help="extra 'extserver serve' flags (e.g. '--workers 2')")
+    ap.add_argument("--profile", default="", metavar="SCENARIO=FILE",
+                    help="record the server with py-spy during one scenario, e.g. 'get=/tmp/get.txt' "
+                         "(collapsed stacks; py-spy from PyPI)")
     args = ap.parse_args()
     args.duration = max(1, min(args.duration, 60))
     for tool in ("wrk", "haproxy"):
@@ -238,9 +241,17 @@ def main() -> None:
               f"user={USER} (delegated SAR, cached); wrk -t2 -c32 -d{args.duration}s -> haproxy -> TLS; "
               f"{os.cpu_count()} cores")
         print(f"{'scenario':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'server CPU':>11}")
+        prof_name, _, prof_file = args.profile.partition("=")
         for label, url, script in scenarios:
+            spy = None
+            if prof_name and label.startswith(prof_name):
+                spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--format", "raw", "--rate",
+                                        "200", "--duration", str(args.duration), "--output", prof_file],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             c0, t0 = cpu_seconds(server.pid), time.monotonic()
             r = wrk(url, args.duration, script)
+            if spy is not None:
+                spy.wait(60)
             cpu = (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0)
             print(f"{label:40} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx']:8d} "
                   f"{100 * cpu:10.0f}%", flush=True)
