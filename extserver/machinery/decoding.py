@@ -8,29 +8,41 @@ import typing
 from functools import lru_cache
 from typing import Any
 
-import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from . import errors as E
+from . import jsonscan, limits
 
 
-def parse_body(data: bytes, kind: str) -> tuple[Any, list[str]]:
-    """Parse JSON or YAML; returns (document, duplicate-field paths)."""
+def parse_body(data: bytes, kind: str, into: str = "") -> tuple[Any, list[str]]:
+    """Parse a JSON or YAML body (``kind``: "json", "yaml" or "apply") within the bounds of
+    :mod:`.limits`; returns (document, duplicate-field paths). Failures are 400 with kube's
+    words: ``error decoding YAML: ...`` for an apply patch, else the create handler's
+    ``the object provided is unrecognized (must be of type <into>): ...``."""
     try:
         if kind == "yaml" or kind == "apply":
-            doc = yaml.safe_load(data.decode("utf-8"))
-            return doc, []
-        try:
-            return orjson.loads(data), _duplicates(data)
-        except orjson.JSONDecodeError as e:
-            raise ValueError(str(e)) from None
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise E.BadRequest(f"the object provided is unrecognized: invalid body: {_first_line(e)}") from None
+            return limits.load_yaml(data), []
+        return jsonscan.loads(data), _duplicates(data)
+    except yaml.YAMLError as e:
+        msg = limits.yaml_error_text(e)
+    except ValueError as e:  # a bound, or Go's JSON syntax error
+        msg = str(e)
+    if kind == "apply":
+        raise E.BadRequest(f"error decoding YAML: error converting YAML to JSON: {msg}")
+    if kind == "json":
+        msg = f"couldn't get version/kind; json parse error: {msg}"
+    raise E.BadRequest(f"the object provided is unrecognized (must be of type {into or 'Object'}): "
+                       f"{msg} ({_summarize(data)})")
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
+def _summarize(data: bytes, max_length: int = 30) -> str:
+    """apiserver's ``summarizeData``: the start of the body, as text for a JSON object."""
+    if not data:
+        return "<empty>"
+    if data[:1] == b"{":
+        return data[:max_length].decode("utf-8", "replace") + (" ..." if len(data) > max_length else "")
+    return data[:max_length].hex() + (" ..." if len(data) > max_length else "")
 
 
 def _duplicates(data: bytes) -> list[str]:
@@ -48,7 +60,7 @@ def _duplicates(data: bytes) -> list[str]:
     # a cheap pre-check: most bodies are small; parse twice only then
     if len(data) > 1 << 20:
         return []
-    json.loads(data, object_pairs_hook=hook)
+    json.loads(data.decode("utf-8", "replace"), object_pairs_hook=hook)  # depth already bounded
     return dups
 
 

@@ -19,7 +19,7 @@ from ..api import AdmissionAttributes, Resource
 from ..machinery import errors as E
 from ..machinery.meta import KubeObject, now_rfc3339
 from ..machinery.selectors import FieldSelector, LabelSelector
-from ..machinery.validation import validate_object_meta, validate_object_meta_update
+from ..machinery.validation import go_quote, validate_object_meta, validate_object_meta_update
 from ..storage.interface import (Backend, Compacted, Event, FutureRevision, KeyExists, KeyNotFound,
                                  KeyValue, RevisionMismatch, Unavailable, WatcherTooSlow)
 from .codec import Codec
@@ -115,7 +115,7 @@ class Registry:
         rev = 0
         if resource_version not in ("", "0"):
             rev = 0  # NotOlderThan semantics for get: the newest satisfies it
-            await self._check_not_future(_parse_rv(resource_version))
+            await self._check_not_future(parse_resource_version(resource_version))
         kv, _ = await self.backend.get(self.key(namespace, name), rev)
         if kv is None:
             raise self.not_found(name)
@@ -169,7 +169,7 @@ class Registry:
             rev, start_rel = decode_continue(opts.continue_token)
             start = prefix + start_rel
         elif opts.resource_version not in ("", "0"):
-            want = _parse_rv(opts.resource_version)
+            want = parse_resource_version(opts.resource_version)
             if opts.resource_version_match == "Exact":
                 rev = want
             else:
@@ -183,7 +183,7 @@ class Registry:
                 (opts.resource_version and opts.resource_version_match != "Exact" and opts.limit <= 0)):
             # served from the watch cache (kube ignores limit for resourceVersion=0 there)
             try:
-                r = await cached(prefix, 0 if opts.resource_version == "0" else _parse_rv(opts.resource_version))
+                r = await cached(prefix, 0 if opts.resource_version == "0" else parse_resource_version(opts.resource_version))
             except FutureRevision as e:
                 raise E.ResourceVersionTooLarge(e.requested, e.current) from None
             return ListResult([kv for kv in r.kvs if self.matches(kv, opts)], r.revision)
@@ -444,12 +444,12 @@ class Registry:
         initial: list[KeyValue] = []
         if send_initial_events or rv in ("", "0"):
             if rv not in ("", "0") and send_initial_events:
-                await self._check_not_future(_parse_rv(rv))
+                await self._check_not_future(parse_resource_version(rv))
             r = await self.backend.range(prefix)
             start = r.revision
             initial = [kv for kv in r.kvs if self.matches(kv, opts)]
         else:
-            start = _parse_rv(rv)
+            start = parse_resource_version(rv)
             await self._check_not_future(start)
         selecting = (opts.label_selector is not None and not opts.label_selector.empty) or \
                     (opts.field_selector is not None and not opts.field_selector.empty)
@@ -500,14 +500,24 @@ def _spec_of(obj: KubeObject) -> bytes:
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
 
 
-def _parse_rv(rv: str) -> int:
-    try:
+def parse_resource_version(rv: str) -> int:
+    """apiserver's ``APIObjectVersioner.ParseResourceVersion``: "" and "0" are 0, anything
+    else must be what Go's ``strconv.ParseUint(rv, 10, 64)`` accepts (ASCII digits only,
+    no sign or space, at most 2^64-1); 400 with kube's message otherwise."""
+    if rv in ("", "0"):
+        return 0
+    if rv.isascii() and rv.isdigit():
         n = int(rv)
-        if n < 0:
-            raise ValueError
-        return n
-    except ValueError:
-        raise E.BadRequest(f'Invalid value: "{rv}": resourceVersion must be a non-negative integer') from None
+        if n < 1 << 64:
+            return n
+        problem = "value out of range"
+    else:
+        problem = "invalid syntax"
+    q = go_quote(rv)
+    raise E.BadRequest(f"invalid resource version: resourceVersion: Invalid value: {q}: "
+                       f"strconv.ParseUint: parsing {q}: {problem}")
+
+
 
 
 def encode_continue(rev: int, start: str) -> str:

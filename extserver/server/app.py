@@ -452,7 +452,10 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
     await server.prepare()
     app = server.make_app()
     drain_timeout = max(server.serving.request_timeout, 1.0) + 5.0
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=drain_timeout)
+    # auto_decompress=False: like Go's net/http, a request's Content-Encoding is not applied
+    # to its body (kube reads the bytes as sent)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=drain_timeout,
+                           auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_address=True)
     await site.start()

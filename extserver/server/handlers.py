@@ -20,9 +20,9 @@ from ..machinery.meta import parse_rfc3339
 from ..machinery.patch import (apply_json_patch, apply_merge_patch, decode_json_patch, decode_merge_patch,
                                decode_strategic_merge_patch, strategic_merge_patch)
 from ..machinery.selectors import FieldSelector, LabelSelector
-from ..machinery.validation import validate_path_segment_name
+from ..machinery.validation import go_quote, validate_path_segment_name
 from ..registry import fieldmanager
-from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent
+from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent, parse_resource_version
 from ..storage.interface import KeyValue, StorageError
 from ..filters.requestinfo import RequestInfo
 
@@ -39,6 +39,21 @@ class HandlerConfig:
 
 def _q(request: web.Request, name: str, default: str = "") -> str:
     return request.query.get(name, default)
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    """An integer query parameter as kube's parameter codec converts it (Go's
+    ``strconv.ParseInt(v, 10, 64)``); 400 with Go's error text, as kube answers."""
+    v = request.query.get(name)
+    if v is None or v == "":
+        return None
+    body = v[1:] if v[:1] in ("+", "-") else v
+    if body.isascii() and body.isdigit():
+        n = int(v)
+        if -(1 << 63) <= n < (1 << 63):
+            return n
+        raise E.BadRequest(f"strconv.ParseInt: parsing {go_quote(v)}: value out of range")
+    raise E.BadRequest(f"strconv.ParseInt: parsing {go_quote(v)}: invalid syntax")
 
 
 def _bool(v: str) -> bool:
@@ -208,17 +223,14 @@ class ResourceHandler:
                 fs = FieldSelector.parse(fsel)
             except ValueError as e:
                 raise E.BadRequest(str(e)) from None
-        limit = 0
-        if _q(request, "limit"):
-            try:
-                limit = int(_q(request, "limit"))
-            except ValueError:
-                raise E.BadRequest(f'invalid limit: "{_q(request, "limit")}"') from None
+        limit = _int_param(request, "limit") or 0
+        _int_param(request, "timeoutSeconds")  # refused when malformed, for lists too
         rvm = _q(request, "resourceVersionMatch")
         if rvm not in ("", "NotOlderThan", "Exact"):
             raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.not_supported(
                 "resourceVersionMatch", rvm, ["Exact", "NotOlderThan", ""])])
         opts = ListOptions(ls, fs, max(limit, 0), _q(request, "continue"), _q(request, "resourceVersion"), rvm)
+        parse_resource_version(opts.resource_version)  # 400 before a watch starts streaming
         if opts.continue_token and opts.resource_version not in ("", "0"):
             raise E.BadRequest('specifying resource version is not allowed when using continue')
         initial_events_watch = info.verb == "watch" and _bool(_q(request, "sendInitialEvents", "false"))
@@ -273,12 +285,9 @@ class ResourceHandler:
                     "allowWatchBookmarks is set to true")]) if opts.resource_version_match != "NotOlderThan" \
                     else E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
                         "allowWatchBookmarks", "allowWatchBookmarks must be set to true when sendInitialEvents is set")])
-        ts = _q(request, "timeoutSeconds")
-        if ts:
-            try:
-                timeout = float(int(ts))
-            except ValueError:
-                raise E.BadRequest(f'invalid timeoutSeconds: "{ts}"') from None
+        ts = _int_param(request, "timeoutSeconds")
+        if ts is not None:
+            timeout = float(ts)
         else:
             m = self.config.min_request_timeout
             timeout = m * (1 + random.random())
@@ -404,6 +413,18 @@ class ResourceHandler:
         if len(fm) > 128:
             raise E.Invalid("meta.k8s.io", "PatchOptions", "", [E.too_long("fieldManager", fm, 128)])
 
+    @staticmethod
+    def _check_name(doc: dict, info: RequestInfo) -> None:
+        """kube's ``checkName`` on a patched object: its name and namespace are the URL's."""
+        md = doc.get("metadata")
+        md = md if isinstance(md, dict) else {}
+        name, namespace = md.get("name") or "", md.get("namespace") or ""
+        if name != info.name:
+            raise E.BadRequest(f"the name of the object ({name}) does not match the name on the URL ({info.name})")
+        if info.namespace and namespace and namespace != info.namespace:
+            raise E.BadRequest(f"the namespace of the object ({namespace}) does not match the namespace on "
+                               f"the URL ({info.namespace})")
+
     def _decode(self, doc: Any, *, fv: str, dups: list[str], info: RequestInfo):
         """Versioned dict -> (hub object, warnings) with GVK checks, field validation and
         per-version defaulting."""
@@ -417,18 +438,13 @@ class ResourceHandler:
             raise E.BadRequest("Object 'Kind' is missing in '" + orjson.dumps(doc).decode()[:200] + "'")
         elif not api_version:
             raise E.BadRequest("Object 'apiVersion' is missing in '" + orjson.dumps(doc).decode()[:200] + "'")
-        elif api_version != sv.api_version or kind != sv.kind:
-            target = None
-            if kind == sv.kind and "/" in str(api_version):
-                g, v = str(api_version).split("/", 1)
-                if g == sv.group and v in self.res.versions:
-                    target = self.res.versions[v]
-            if target is None:
-                raise E.BadRequest(f'the API version in the data ({api_version}) does not match the '
-                                   f'expected API version ({sv.api_version})' if kind == sv.kind else
-                                   f'the object provided is unrecognized: kind "{kind}" (apiVersion '
-                                   f'"{api_version}") is not {sv.kind}, the kind this endpoint serves')
-            sv = target  # another served version of the same kind: convert through the hub
+        elif kind != sv.kind:
+            raise E.BadRequest(f'the object provided is unrecognized: kind "{kind}" (apiVersion '
+                               f'"{api_version}") is not {sv.kind}, the kind this endpoint serves')
+        elif api_version != sv.api_version:
+            # kube decodes any served version, then refuses one that is not the URL's
+            raise E.BadRequest(f"the API version in the data ({api_version}) does not match the "
+                               f"expected API version ({sv.api_version})")
         obj, warnings = decode_versioned(sv.model, doc, kind=sv.kind, version=sv.version,
                                          field_validation=fv, dups=dups)
         sv.set_defaults(obj)
@@ -444,7 +460,7 @@ class ResourceHandler:
         dry = self._dry_run(request)
         fv = self._field_validation(request)
         self._check_field_manager(request)
-        doc, dups = parse_body(await self._read_body(request), kind)
+        doc, dups = parse_body(await self._read_body(request), kind, self.sv.kind)
         hub, warnings = self._decode(doc, fv=fv, dups=dups, info=info)
         if self.res.namespaced and hub.metadata.namespace and hub.metadata.namespace != info.namespace:
             raise E.BadRequest("the namespace of the provided object does not match the namespace sent on the request")
@@ -517,6 +533,7 @@ class ResourceHandler:
             if not isinstance(new, dict):
                 raise self.registry.invalid(info.name, [E.invalid("patch", None,
                                                                   "the patch produced a document that is not an object")])
+            self._check_name(new, info)
             hub, w = self._decode(new, fv=fv, dups=[], info=info)
             warnings[len(problems):] = w
             if hub.metadata.resource_version == str(old_kv.mod_revision):
@@ -591,7 +608,7 @@ class ResourceHandler:
         body: dict = {}
         if raw.strip():
             kind = N.body_kind(request.headers.get("Content-Type"), patch=False)
-            doc, _ = parse_body(raw, kind)
+            doc, _ = parse_body(raw, kind, "DeleteOptions")
             if not isinstance(doc, dict):
                 raise E.BadRequest("the object provided is unrecognized: expected DeleteOptions")
             body = doc
@@ -608,7 +625,9 @@ class ResourceHandler:
                     "propagationPolicy", pp, "orphanDependents and deletionPropagation cannot be both set")])
             pp = "Orphan" if body["orphanDependents"] else "Background"
         opts.propagation_policy = pp
-        gps = body.get("gracePeriodSeconds", _q(request, "gracePeriodSeconds") or None)
+        gps = body.get("gracePeriodSeconds")
+        if gps is None:
+            gps = _int_param(request, "gracePeriodSeconds")
         if gps is not None:
             try:
                 opts.grace_period_seconds = int(gps)
