@@ -26,6 +26,10 @@ from typing import Any
 import yaml
 
 MAX_DEPTH = 200
+# Objects the server derives (patch and apply results) may nest a little deeper: the
+# managedFields entry tracking a field sits 5 levels below the object's top, so an object
+# written at MAX_DEPTH stays patchable and appliable.
+MAX_OBJECT_DEPTH = MAX_DEPTH + 8
 # Nodes that alias expansion may add beyond those written in the document: with the
 # 3 MiB body limit a document without aliases has fewer than 1.5 million nodes.
 MAX_ALIAS_EXPANSION = 1_000_000
@@ -58,19 +62,18 @@ def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
 def scrub_surrogates(doc: Any) -> Any:
     """Replace lone UTF-16 surrogates (from ``"\\ud800"`` escapes) with U+FFFD, as Go's
     JSON decoder does; iterative, in place for containers."""
-    if type(doc) is str:
+    if isinstance(doc, str):
         return _SURROGATE.sub("\ufffd", doc)
-    if type(doc) not in _CONTAINERS:
+    if not isinstance(doc, _CONTAINERS):
         return doc
     stack = [doc]
     while stack:
         v = stack.pop()
-        items = list(v.items()) if type(v) is dict else list(enumerate(v))
+        items = list(v.items()) if isinstance(v, dict) else list(enumerate(v))
         for k, c in items:
-            if type(c) is str and _SURROGATE.search(c):
-                c = _SURROGATE.sub("\ufffd", c)
-                v[k] = c
-            elif type(c) is dict or type(c) is list:
+            if isinstance(c, str) and _SURROGATE.search(c):
+                v[k] = _SURROGATE.sub("\ufffd", c)
+            elif isinstance(c, _CONTAINERS):
                 stack.append(c)
             if type(k) is str and _SURROGATE.search(k):
                 v[_SURROGATE.sub("\ufffd", k)] = v.pop(k)
@@ -226,5 +229,5 @@ def yaml_error_text(e: yaml.YAMLError) -> str:
     return "yaml: " + (str(e).splitlines()[0] if str(e) else "unknown problem parsing YAML content")
 
 
-__all__ = ["MAX_DEPTH", "MAX_ALIAS_EXPANSION", "LimitError", "check_depth", "scrub_surrogates", "load_yaml",
+__all__ = ["MAX_DEPTH", "MAX_OBJECT_DEPTH", "MAX_ALIAS_EXPANSION", "LimitError", "check_depth", "scrub_surrogates", "load_yaml",
            "yaml_error_text"]

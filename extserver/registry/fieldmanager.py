@@ -4,11 +4,16 @@ Field sets are computed on the request version's wire form. Maps (structs, label
 annotations) are granular; lists are atomic — what Kubernetes does for list fields that
 declare no ``listType`` markers, which is every list of the bundled kinds. Ownership is
 recorded for ``Apply`` operations; other writes keep ``managedFields`` as they are.
+
+Documents here were bounded in depth where they were decoded (``machinery.limits``); the
+walks over field paths are iterative anyway, and a ``fieldsV1`` that is not the nested
+objects it should be is read as far as it is well-formed, never failing the request.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable
+
+import orjson
 
 from ..machinery import errors as E
 from ..machinery.meta import now_rfc3339
@@ -34,11 +39,13 @@ def leaf_paths(doc: dict, *, include_status: bool = False) -> set[Path]:
 
 
 def _walk(v: Any, path: Path, out: set[Path]) -> None:
-    if isinstance(v, dict) and v:
-        for k, c in v.items():
-            _walk(c, path + (k,), out)
-    else:
-        out.add(path)
+    stack = [(v, path)]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, dict) and v:
+            stack.extend((c, path + (k,)) for k, c in v.items())
+        else:
+            out.add(path)
 
 
 def to_fields_v1(paths: Iterable[Path]) -> dict:
@@ -50,18 +57,29 @@ def to_fields_v1(paths: Iterable[Path]) -> dict:
     return root
 
 
-def from_fields_v1(tree: dict | None, prefix: Path = ()) -> set[Path]:
+def from_fields_v1(tree: Any) -> set[Path]:
+    """The leaf paths a ``fieldsV1`` tree names (``f:<name>`` members; anything that is not
+    an object counts as a leaf)."""
     out: set[Path] = set()
-    for k, v in (tree or {}).items():
-        if not k.startswith("f:"):
+    stack: list[tuple[Any, Path]] = [(tree, ())]
+    while stack:
+        node, prefix = stack.pop()
+        if not isinstance(node, dict):
             continue
-        p = prefix + (k[2:],)
-        children = {ck: cv for ck, cv in (v or {}).items() if ck.startswith("f:")}
-        if children:
-            out |= from_fields_v1(children, p)
-        else:
-            out.add(p)
+        for k, v in node.items():
+            if not isinstance(k, str) or not k.startswith("f:"):
+                continue
+            p = prefix + (k[2:],)
+            if isinstance(v, dict) and any(isinstance(ck, str) and ck.startswith("f:") for ck in v):
+                stack.append((v, p))
+            else:
+                out.add(p)
     return out
+
+
+def _copy(v: Any) -> Any:
+    """A deep copy of a JSON value (orjson: no Python recursion)."""
+    return orjson.loads(orjson.dumps(v)) if isinstance(v, (dict, list)) else v
 
 
 def _get(doc: Any, path: Path) -> Any:
@@ -98,7 +116,7 @@ def _merge(base: dict, applied: dict) -> dict:
         if isinstance(v, dict) and isinstance(base.get(k), dict):
             _merge(base[k], v)
         else:
-            base[k] = copy.deepcopy(v)
+            base[k] = _copy(v)
     return base
 
 
@@ -119,7 +137,7 @@ def apply(current: dict | None, applied: dict, *, manager: str, api_version: str
     mine = next((e for e in entries if e.get("manager") == manager and e.get("operation") == "Apply"
                  and (e.get("subresource") or "") == subresource), None)
     old_set = from_fields_v1(mine.get("fieldsV1")) if mine else set()
-    result = copy.deepcopy(current) if current is not None else {}
+    result = _copy(current) if current is not None else {}
     if current is not None:
         conflicts: list[tuple[Path, str, str]] = []
         for e in entries:
@@ -150,7 +168,7 @@ def apply(current: dict | None, applied: dict, *, manager: str, api_version: str
             if isinstance(md_applied[mk], dict) and isinstance(md.get(mk), dict):
                 _merge(md[mk], md_applied[mk])
             else:
-                md[mk] = copy.deepcopy(md_applied[mk])
+                md[mk] = _copy(md_applied[mk])
     for k in ("name", "namespace", "generateName"):
         if k in md_applied and k not in md:
             md[k] = md_applied[k]

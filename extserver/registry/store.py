@@ -304,6 +304,8 @@ class Registry:
             if asyncio.iscoroutine(new):
                 new = await new
             rv = new.metadata.resource_version
+            if rv and parse_resource_version(rv) == 0:
+                rv = None  # "0" asks for no precondition, as in kube
             if not rv:
                 if not (self.strategy.allow_unconditional_update or unconditional):
                     raise self.invalid(name, [E.invalid("metadata.resourceVersion", 0,

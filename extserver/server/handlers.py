@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..api import ServedVersion
 from ..machinery import errors as E
+from ..machinery import limits
 from ..machinery import negotiation as N
 from ..machinery.decoding import decode_versioned, parse_body
 from ..machinery.humanize import human_duration
@@ -413,9 +414,13 @@ class ResourceHandler:
         if len(fm) > 128:
             raise E.Invalid("meta.k8s.io", "PatchOptions", "", [E.too_long("fieldManager", fm, 128)])
 
-    @staticmethod
-    def _check_name(doc: dict, info: RequestInfo) -> None:
-        """kube's ``checkName`` on a patched object: its name and namespace are the URL's."""
+    def _check_derived(self, doc: dict, info: RequestInfo) -> None:
+        """A patched object: within the depth bound (a JSON patch can nest deeper than its
+        body), and kube's ``checkName``: its name and namespace are the URL's."""
+        try:
+            limits.check_depth(doc, limits.MAX_OBJECT_DEPTH)
+        except limits.LimitError as e:
+            raise self.registry.invalid(info.name, [E.invalid("patch", None, str(e))]) from None
         md = doc.get("metadata")
         md = md if isinstance(md, dict) else {}
         name, namespace = md.get("name") or "", md.get("namespace") or ""
@@ -533,7 +538,7 @@ class ResourceHandler:
             if not isinstance(new, dict):
                 raise self.registry.invalid(info.name, [E.invalid("patch", None,
                                                                   "the patch produced a document that is not an object")])
-            self._check_name(new, info)
+            self._check_derived(new, info)
             hub, w = self._decode(new, fv=fv, dups=[], info=info)
             warnings[len(problems):] = w
             if hub.metadata.resource_version == str(old_kv.mod_revision):
@@ -583,7 +588,9 @@ class ResourceHandler:
 
         def make(old, old_kv):
             cur = self.codec.versioned_dict(old_kv, self.sv.version)
-            hub, w = self._decode(fieldmanager.apply(cur, applied, **kw), fv=fv, dups=[], info=info)
+            doc = fieldmanager.apply(cur, applied, **kw)
+            self._check_derived(doc, info)
+            hub, w = self._decode(doc, fv=fv, dups=[], info=info)
             warnings[:] = w
             hub.metadata.resource_version = None  # re-applied to the newest object on a conflict
             return hub

@@ -248,3 +248,15 @@ def test_yaml_body_values_as_go_reads_them(api, ns):
     assert r.json()["metadata"]["annotations"] == {"when": "2001-12-14"}
     listed = yaml.safe_load(api.get(path(ns), headers={"Accept": "application/yaml"}).text)
     assert [i["metadata"]["name"] for i in listed["items"]] == ["ts"]
+
+
+def test_json_patch_result_deeper_than_an_object_may_be(api, ns):
+    """A JSON patch can place a value below an existing deep path: the result is bounded too."""
+    body = with_fields("jp", nested(30))
+    assert api.post(path(ns), body).status_code == 201
+    at = "/metadata/managedFields/0/fieldsV1" + "/f:a" * 28 + "/x"
+    raw = deep_json([{"op": "add", "path": at, "value": "DEEP"}], 190)
+    r = api.patch(path(ns, "jp"), raw=raw, ctype="application/json-patch+json")
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["reason"] == "Invalid" and "exceeded max depth" in r.json()["message"]
+    assert api.get(path(ns, "jp")).json()["metadata"]["managedFields"][0]["fieldsV1"] == nested(30)

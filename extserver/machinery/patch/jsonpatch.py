@@ -235,7 +235,10 @@ def _op_copy(doc: Any, op: Mapping[str, Any], budget: _CopyBudget) -> Any:
     except ValueError as e:
         raise ValueError(f"error in copy for from: '{from_}': {e}") from None
     # v4 copies a missing object member as null, counted as 0 bytes.
-    raw = b"" if src is _MISSING else orjson.dumps(src)
+    try:
+        raw = b"" if src is _MISSING else orjson.dumps(src)
+    except orjson.JSONEncodeError:  # nested deeper than any object may be (copies of copies)
+        raise ValueError(f"error in copy for from: '{from_}': exceeded max depth") from None
     try:
         path = _path_of(op)
     except ValueError:
@@ -305,6 +308,8 @@ def apply_json_patch(doc: dict, patch_ops: list, *, max_copy_bytes: int = DEFAUL
             if apply is None:
                 raise ValueError(f"Unexpected kind: {kind if isinstance(kind, str) else 'unknown'}")
             result = apply(result, op, budget)
+        except orjson.JSONEncodeError:  # a value nested beyond what may be encoded
+            raise _unprocessable("exceeded max depth") from None
         except ValueError as e:
             raise _unprocessable(str(e)) from None
     return result
