@@ -58,7 +58,17 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 
 def _bool(v: str) -> bool:
-    return v.lower() in ("1", "true")
+    """Go's ``strconv.ParseBool`` true values (``pretty``; a malformed value is false)."""
+    return v in ("1", "t", "T", "TRUE", "true", "True")
+
+
+def _options_bool(request: web.Request, name: str) -> bool | None:
+    """A boolean of ListOptions/PatchOptions as kube's parameter codec reads it: absent is
+    None; "0" and "false" (any case) are false; anything else, "" included, is true."""
+    v = request.query.get(name)
+    if v is None:
+        return None
+    return not (v == "0" or v.lower() == "false")
 
 
 def dump(doc: Any, out: N.Output) -> bytes:
@@ -234,7 +244,7 @@ class ResourceHandler:
         parse_resource_version(opts.resource_version)  # 400 before a watch starts streaming
         if opts.continue_token and opts.resource_version not in ("", "0"):
             raise E.BadRequest('specifying resource version is not allowed when using continue')
-        initial_events_watch = info.verb == "watch" and _bool(_q(request, "sendInitialEvents", "false"))
+        initial_events_watch = info.verb == "watch" and bool(_options_bool(request, "sendInitialEvents"))
         if rvm and not opts.resource_version and not initial_events_watch:
             raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
                 "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")])
@@ -274,11 +284,9 @@ class ResourceHandler:
         out = N.negotiate(request.headers.get("Accept"), allowed_conv=("Table", "PartialObjectMetadata"))
         opts = self._list_options(request, info)
         opts.limit = 0
-        bookmarks = _bool(_q(request, "allowWatchBookmarks", "false"))
-        sie = _q(request, "sendInitialEvents")
-        send_initial = None
-        if sie:
-            send_initial = _bool(sie)
+        bookmarks = bool(_options_bool(request, "allowWatchBookmarks"))
+        send_initial = _options_bool(request, "sendInitialEvents")
+        if send_initial is not None:
             if send_initial and (opts.resource_version_match != "NotOlderThan" or not bookmarks):
                 raise E.Invalid("meta.k8s.io", "ListOptions", "", [E.forbidden(
                     "sendInitialEvents", "sendInitialEvents is forbidden for watch unless the WatchList "
@@ -559,7 +567,7 @@ class ResourceHandler:
             raise E.Invalid("meta.k8s.io", "PatchOptions", "", [E.required(
                 "fieldManager", "is required for apply patch")])
         self._check_field_manager(request)
-        force = _bool(_q(request, "force", "false"))
+        force = bool(_options_bool(request, "force"))
         applied, _ = parse_body(await self._read_body(request), "apply")
         if not isinstance(applied, dict):
             raise E.BadRequest("the applied configuration must be an object")
