@@ -101,55 +101,141 @@ def _allowed_alias_ratio(decodes: int) -> float:
     return 0.99 - 0.89 * (decodes - 400_000) / 3_600_000
 
 
-def _measure(data: bytes) -> None:
-    """Scan the YAML event stream once: depth (with aliases expanded) and yaml.v2's
-    decode/alias counts, computed per anchor instead of by expanding."""
-    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (decodes when expanded, container levels)
-    stack: list[list] = []  # open containers: [decodes so far, levels below, anchor]
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.1 implicit typing, as yaml.v2's, but timestamps stay strings."""
+
+
+_Resolver.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_RESOLVER = _Resolver()
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NO_KEY = object()
+_MERGE = object()
+
+
+def _scalar_value(ev: yaml.ScalarEvent) -> Any:
+    """A scalar event's value as PyYAML's SafeLoader constructs it."""
+    tag = ev.tag
+    if tag is None or tag == "!":
+        if not ev.implicit[0]:
+            return ev.value  # quoted: a string
+        tag = _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+    if tag == _STR_TAG:
+        return ev.value
+    if tag == _MERGE_TAG:
+        return _MERGE
+    construct = yaml.constructor.SafeConstructor.yaml_constructors.get(tag)
+    if construct is None:
+        raise yaml.constructor.ConstructorError(None, None, f"could not determine a constructor for the tag {tag!r}",
+                                                ev.start_mark)
+    return _scalar(construct(_CONSTRUCTOR, yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark,
+                                                           style=ev.style)))
+
+
+class _Frame:
+    """An open mapping or sequence while the event stream is read."""
+
+    __slots__ = ("value", "key", "anchor", "decodes", "levels", "merges", "start")
+
+    def __init__(self, value: Any, anchor: str | None, start) -> None:
+        self.value = value
+        self.key: Any = _NO_KEY
+        self.anchor = anchor
+        self.decodes = 1
+        self.levels = 0
+        self.merges: list = []
+        self.start = start
+
+
+def _merge_keys(f: _Frame) -> None:
+    """``<<`` merge keys (PyYAML's flatten_mapping): explicit keys win, then earlier sources."""
+    merged: dict = {}
+    for src in reversed(f.merges):
+        for m in (reversed(src) if type(src) is list else (src,)):
+            if type(m) is not dict:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", f.start,
+                    "expected a mapping or list of mappings for merging", f.start)
+            merged.update(m)
+    explicit = dict(f.value)
+    f.value.clear()
+    f.value.update(merged)
+    f.value.update(explicit)
+
+
+def _build(data: bytes) -> tuple[Any, bool]:
+    """Build the first YAML document from libyaml's event stream, without recursion, while
+    measuring it: depth with aliases expanded, and yaml.v2's decode and alias counts
+    (computed per anchor rather than by expanding). Returns (document, has aliases); an
+    alias is still a shared reference here."""
+    anchors: dict[str, tuple[Any, int, int]] = {}  # anchor -> (value, decodes when expanded, levels)
+    stack: list[_Frame] = []
+    root: list = []
     nodes = decodes = aliases = 0
 
-    def add(size: int, levels: int) -> None:
-        if stack:
-            f = stack[-1]
-            f[0] += size
-            if levels > f[1]:
-                f[1] = levels
+    def put(value: Any, size: int, levels: int) -> None:
+        if not stack:
+            root.append(value)
+            return
+        f = stack[-1]
+        f.decodes += size
+        if levels > f.levels:
+            f.levels = levels
+        if type(f.value) is list:
+            f.value.append(value)
+        elif f.key is _NO_KEY:
+            if value is not _MERGE and type(value) in (dict, list):
+                raise LimitError(f"yaml: invalid map key: {value!r}"[:200])
+            f.key = value if value is _MERGE else _key(value)
+        else:
+            if f.key is _MERGE:
+                f.merges.append(value)
+            else:
+                f.value[f.key] = value
+            f.key = _NO_KEY
 
     for ev in yaml.parse(data, Loader=_Loader):
         t = type(ev)
         if t is yaml.ScalarEvent:
             nodes += 1
             decodes += 1
+            value = _scalar_value(ev)
             if ev.anchor:
-                sizes[ev.anchor] = (1, 0)
-            add(1, 0)
+                anchors[ev.anchor] = (value, 1, 0)
+            put(value, 1, 0)
         elif t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent:
             nodes += 1
             decodes += 1
-            stack.append([1, 0, ev.anchor])
+            stack.append(_Frame({} if t is yaml.MappingStartEvent else [], ev.anchor, ev.start_mark))
             if len(stack) > MAX_DEPTH:
                 raise LimitError(f"yaml: exceeded max depth of {MAX_DEPTH}")
         elif t is yaml.MappingEndEvent or t is yaml.SequenceEndEvent:
-            size, below, anchor = stack.pop()
-            if anchor:
-                sizes[anchor] = (size, below + 1)
-            add(size, below + 1)
+            f = stack.pop()
+            if f.merges:
+                _merge_keys(f)
+            if f.anchor:
+                anchors[f.anchor] = (f.value, f.decodes, f.levels + 1)
+            put(f.value, f.decodes, f.levels + 1)
         elif t is yaml.AliasEvent:
-            target = sizes.get(ev.anchor)
+            target = anchors.get(ev.anchor)
             if target is None:
-                continue  # the loader reports the unknown anchor
-            size, levels = target
+                raise yaml.composer.ComposerError(None, None, f"found undefined alias {ev.anchor!r}", ev.start_mark)
+            value, size, levels = target
             decodes += 1 + size
             aliases += size
             if len(stack) + levels > MAX_DEPTH:
                 raise LimitError(f"yaml: exceeded max depth of {MAX_DEPTH}")
-            add(1 + size, levels)
+            put(value, 1 + size, levels)
+        elif t is yaml.DocumentEndEvent:
+            break  # the first document only, as yaml.v2's Unmarshal
         else:
             continue
         if aliases > 100 and decodes > 1000 and aliases / decodes > _allowed_alias_ratio(decodes):
             raise LimitError("yaml: document contains excessive aliasing")
         if decodes - nodes > MAX_ALIAS_EXPANSION:
             raise LimitError("yaml: document contains excessive aliasing")
+    return (root[0] if root else None), decodes > nodes
 
 
 def _go_float_key(f: float) -> str:
@@ -172,7 +258,7 @@ def _key(k: Any) -> str:
         return str(k)
     if type(k) is float:
         return _go_float_key(k)
-    raise LimitError(f"error converting YAML to JSON: yaml: invalid map key: {k!r}")
+    raise LimitError(f"yaml: invalid map key: {k!r}"[:200])
 
 
 def _scalar(v: Any) -> Any:
@@ -187,8 +273,8 @@ def _scalar(v: Any) -> Any:
 
 
 def _plain(root: Any) -> Any:
-    """Copy a loaded YAML document into plain JSON values, expanding aliases (bounded by
-    :func:`_measure`), without recursion."""
+    """Copy a YAML document into plain JSON values, expanding aliases into copies (bounded
+    by :func:`_build`), without recursion."""
     if type(root) not in (dict, list, set):
         return _scalar(root)
     out = [None]
@@ -214,8 +300,8 @@ def _plain(root: Any) -> Any:
 def load_yaml(data: bytes) -> Any:
     """Parse one YAML document within the bounds; returns plain JSON values. Raises
     :class:`LimitError` for a bound and ``yaml.YAMLError`` for malformed YAML."""
-    _measure(data)
-    return _plain(yaml.load(data, Loader=_Loader))
+    doc, aliased = _build(data)
+    return _plain(doc) if aliased else doc
 
 
 def yaml_error_text(e: yaml.YAMLError) -> str:

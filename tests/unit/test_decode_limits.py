@@ -122,7 +122,7 @@ def test_yaml_values_convert_as_sigs_k8s_io_yaml():
                    "b": "hi", "s": {"p": None, "q": None}}
     with pytest.raises(limits.LimitError, match="invalid map key"):
         limits.load_yaml(b"? ~\n: 1\n")
-    with pytest.raises(yaml.YAMLError):
+    with pytest.raises(limits.LimitError, match=r"invalid map key: \['a', 'b'\]"):
         limits.load_yaml(b"? [a, b]\n: 1\n")
 
 
