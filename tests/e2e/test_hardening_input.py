@@ -263,3 +263,26 @@ def test_boolean_parameters_read_as_kubes_parameter_codec(api, ns):
     assert r.status_code == 200, r.text
     assert r.json()["spec"]["flunderReference"] == "y"
     assert api.get(path(ns, "b"), params={"pretty": "t"}).text.startswith('{\n  "')
+
+
+def test_delete_options_body_too_deep(api, ns):
+    assert api.post(path(ns), flunder("d")).status_code == 201
+    raw = deep_json({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": "DEEP"}, 1000)
+    bad_request(api.delete(path(ns, "d"), raw=raw), "exceeded max depth")
+    assert api.get(path(ns, "d")).status_code == 200
+
+
+def test_json_lone_surrogate_reads_as_replacement_character(api, ns):
+    """Go's JSON decoder turns an unpaired surrogate escape into U+FFFD."""
+    raw = json.dumps(flunder("sg")).replace('"name": "sg"', '"name": "sg", "annotations": {"a": "x\\ud800"}').encode()
+    r = api.post(path(ns), raw=raw)
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"]["annotations"] == {"a": "x\ufffd"}
+
+
+@pytest.mark.parametrize("rv", [" 1", "\uff11"])
+def test_update_with_malformed_resource_version(api, ns, rv):
+    obj = api.post(path(ns), flunder("urv")).json()
+    obj["metadata"]["resourceVersion"] = rv
+    q = json.dumps(rv, ensure_ascii=False)
+    bad_request(api.put(path(ns, "urv"), obj), f"invalid resource version: resourceVersion: Invalid value: {q}")
