@@ -64,6 +64,55 @@ def _duplicates(data: bytes) -> list[str]:
     return dups
 
 
+# metav1.DeleteOptions members: (Python types, Go struct, Go type), for Go's type errors
+_DELETE_OPTIONS = {
+    "gracePeriodSeconds": (int, "DeleteOptions", "int64"),
+    "preconditions": (dict, "DeleteOptions", "v1.Preconditions"),
+    "orphanDependents": (bool, "DeleteOptions", "bool"),
+    "propagationPolicy": (str, "DeleteOptions", "v1.DeletionPropagation"),
+    "dryRun": (list, "DeleteOptions", "[]string"),
+    "ignoreStoreReadErrorWithClusterBreakingPotential": (bool, "DeleteOptions", "bool"),
+    "kind": (str, "DeleteOptions", "string"),
+    "apiVersion": (str, "DeleteOptions", "string"),
+}
+_PRECONDITIONS = {"uid": (str, "Preconditions", "types.UID"), "resourceVersion": (str, "Preconditions", "string")}
+
+
+def _go_type_mismatch(value: Any, want: type) -> bool:
+    if value is None:
+        return False  # null leaves a Go pointer nil
+    if want is int:
+        return type(value) is not int and not (type(value) is float and value.is_integer()
+                                                and -2 ** 63 <= value < 2 ** 63)
+    return not isinstance(value, want) or (want is not bool and type(value) is bool)
+
+
+def decode_delete_options(doc: Any) -> dict:
+    """A DeleteOptions body checked against the Go struct it decodes into: a member of the
+    wrong JSON type is a 400 with ``encoding/json``'s message (kube answers these with a 500
+    that carries the same text)."""
+    if not isinstance(doc, dict):
+        raise E.BadRequest("the object provided is unrecognized: expected DeleteOptions")
+
+    def check(members: dict, obj: dict, prefix: str) -> None:
+        for name, (want, struct, go_type) in members.items():
+            v = obj.get(name)
+            if _go_type_mismatch(v, want):
+                kind = jsonscan.JSON_KIND.get(type(v), "value")
+                if kind == "number" and want is int:  # Go quotes the literal it could not store
+                    kind = f"number {v!r}"
+                raise E.BadRequest(f"json: cannot unmarshal {kind} into Go struct field "
+                                   f"{struct}.{prefix}{name} of type {go_type}")
+
+    check(_DELETE_OPTIONS, doc, "")
+    check(_PRECONDITIONS, doc.get("preconditions") or {}, "preconditions.")
+    for v in doc.get("dryRun") or ():
+        if not isinstance(v, str):
+            raise E.BadRequest(f"json: cannot unmarshal {jsonscan.JSON_KIND.get(type(v), 'value')} into Go "
+                               f"struct field DeleteOptions.dryRun of type string")
+    return doc
+
+
 @lru_cache(maxsize=None)
 def _field_tree(model: type[BaseModel]) -> dict[str, Any]:
     """alias -> nested model class (or 'any' for free-form, or None for scalars)."""

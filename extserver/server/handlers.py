@@ -15,7 +15,7 @@ from ..api import ServedVersion
 from ..machinery import errors as E
 from ..machinery import limits
 from ..machinery import negotiation as N
-from ..machinery.decoding import decode_versioned, parse_body
+from ..machinery.decoding import decode_delete_options, decode_versioned, parse_body
 from ..machinery.humanize import human_duration
 from ..machinery.meta import parse_rfc3339
 from ..machinery.patch import (apply_json_patch, apply_merge_patch, decode_json_patch, decode_merge_patch,
@@ -574,6 +574,10 @@ class ResourceHandler:
         if not applied.get("apiVersion") or not applied.get("kind"):
             raise E.BadRequest("apiVersion and kind must be set in an applied configuration")
         md = applied.get("metadata") or {}
+        if not isinstance(md, dict):
+            raise E.BadRequest(f"failed to create typed patch object ({info.namespace}/{info.name}; "
+                               f"{applied.get('apiVersion')}, Kind={applied.get('kind')}): .metadata: "
+                               f"expected map, got {md!r}"[:1000])
         if md.get("name") not in (None, info.name):
             raise E.BadRequest(f'the name of the object ({md.get("name")}) does not match the name on the '
                                f'URL ({info.name})')
@@ -623,10 +627,7 @@ class ResourceHandler:
         body: dict = {}
         if raw.strip():
             kind = N.body_kind(request.headers.get("Content-Type"), patch=False)
-            doc, _ = parse_body(raw, kind, "DeleteOptions")
-            if not isinstance(doc, dict):
-                raise E.BadRequest("the object provided is unrecognized: expected DeleteOptions")
-            body = doc
+            body = decode_delete_options(parse_body(raw, kind, "DeleteOptions")[0])
         pre = body.get("preconditions") or {}
         opts.preconditions_uid = pre.get("uid")
         opts.preconditions_rv = pre.get("resourceVersion")

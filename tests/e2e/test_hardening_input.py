@@ -286,3 +286,26 @@ def test_update_with_malformed_resource_version(api, ns, rv):
     obj["metadata"]["resourceVersion"] = rv
     q = json.dumps(rv, ensure_ascii=False)
     bad_request(api.put(path(ns, "urv"), obj), f"invalid resource version: resourceVersion: Invalid value: {q}")
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"preconditions": 1}, "json: cannot unmarshal number into Go struct field DeleteOptions.preconditions of type "
+                           "v1.Preconditions"),
+    ({"preconditions": {"uid": ["x"]}}, "json: cannot unmarshal array into Go struct field "
+                                        "Preconditions.preconditions.uid of type types.UID"),
+    ({"gracePeriodSeconds": "5"}, "json: cannot unmarshal string into Go struct field DeleteOptions.gracePeriodSeconds "
+                                  "of type int64"),
+    ({"gracePeriodSeconds": 1.5}, "json: cannot unmarshal number 1.5 into Go struct field "
+                                  "DeleteOptions.gracePeriodSeconds of type int64"),
+    ({"dryRun": "All"}, "json: cannot unmarshal string into Go struct field DeleteOptions.dryRun of type []string"),
+])
+def test_delete_options_of_the_wrong_types(api, ns, body, message):
+    assert api.post(path(ns), flunder("dt")).status_code == 201
+    bad_request(api.delete(path(ns, "dt"), body), message)
+    assert api.get(path(ns, "dt")).status_code == 200
+
+
+def test_apply_with_metadata_not_a_map(api, ns):
+    doc = "apiVersion: wardle.example.com/v1beta1\nkind: Flunder\nmetadata: 1\n"
+    r = api.patch(path(ns, "am") + "?fieldManager=m", raw=doc.encode(), ctype="application/apply-patch+yaml")
+    bad_request(r, "failed to create typed patch object", ".metadata: expected map")
