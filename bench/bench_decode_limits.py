@@ -3,7 +3,7 @@
 
 In process: the time to decode a large JSON body with the depth check (``jsonscan.loads``)
 against ``orjson.loads`` alone, and a large YAML body with the event-stream scan
-(``limits.load_yaml``). Against the real server (local mode, embedded store, loopback):
+(``yamlscan.load_yaml``). Against the real server (local mode, embedded store, loopback):
 the latency of refusing the issue's YAML alias bomb and of refusing JSON nested 1,000 deep,
 and the server's RSS before and after 20 of each. Every loop is bounded in count.
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
 
-from extserver.machinery import jsonscan, limits  # noqa: E402
+from extserver.machinery import jsonscan, yamlscan  # noqa: E402
 from tests.e2e.harness import API, FL_B, ServerProcess, flunder, new_tmp_dir  # noqa: E402
 from tests.e2e.test_hardening_input import BOMB, deep_json, with_fields  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> None:
     print(f"JSON body {len(body) / 1e6:.1f} MB: orjson.loads {best_ms(lambda: orjson.loads(body)):.1f} ms, "
           f"jsonscan.loads (with depth check) {best_ms(lambda: jsonscan.loads(body)):.1f} ms")
     ybody = b"items:\n" + b"".join(b"- {name: n%d, labels: {a: b}, x: [1, 2, 3]}\n" % i for i in range(10_000))
-    print(f"YAML body {len(ybody) / 1e6:.1f} MB: limits.load_yaml {best_ms(lambda: limits.load_yaml(ybody), 3):.1f} ms")
+    print(f"YAML body {len(ybody) / 1e6:.1f} MB: yamlscan.load_yaml {best_ms(lambda: yamlscan.load_yaml(ybody), 3):.1f} ms")
 
     srv = ServerProcess(new_tmp_dir("extserver-bench-limits-")).start()
     try:

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from . import errors as E
-from . import jsonscan, limits
+from . import jsonscan, yamlscan
 
 
 def parse_body(data: bytes, kind: str, into: str = "") -> tuple[Any, list[str]]:
@@ -22,10 +22,10 @@ def parse_body(data: bytes, kind: str, into: str = "") -> tuple[Any, list[str]]:
     ``the object provided is unrecognized (must be of type <into>): ...``."""
     try:
         if kind == "yaml" or kind == "apply":
-            return limits.load_yaml(data), []
+            return yamlscan.load_yaml(data), []
         return jsonscan.loads(data), _duplicates(data)
     except yaml.YAMLError as e:
-        msg = limits.yaml_error_text(e)
+        msg = yamlscan.yaml_error_text(e)
     except ValueError as e:  # a bound, or Go's JSON syntax error
         msg = str(e)
     if kind == "apply":

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel
 
 from extserver.machinery import errors as E
-from extserver.machinery import jsonscan, limits
+from extserver.machinery import jsonscan, limits, yamlscan
 from extserver.machinery.decoding import parse_body, unknown_fields
 from extserver.machinery.patch import (apply_json_patch, apply_merge_patch, decode_json_patch, decode_merge_patch,
                                        decode_strategic_merge_patch, strategic_merge_patch)
@@ -88,7 +88,7 @@ def laughs(levels: int, fanout: int) -> bytes:
 
 def test_yaml_billion_laughs_is_refused():
     with pytest.raises(limits.LimitError, match="^yaml: document contains excessive aliasing$"):
-        limits.load_yaml(laughs(9, 9))
+        yamlscan.load_yaml(laughs(9, 9))
 
 
 def test_yaml_low_ratio_exponential_aliasing_is_capped():
@@ -98,38 +98,38 @@ def test_yaml_low_ratio_exponential_aliasing_is_capped():
     for i in range(1, 40):
         lines.append(f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, " + ",".join(["s"] * 20) + "]")
     with pytest.raises(limits.LimitError, match="excessive aliasing"):
-        limits.load_yaml("\n".join(lines).encode())
+        yamlscan.load_yaml("\n".join(lines).encode())
 
 
 def test_yaml_modest_aliasing_is_expanded_into_independent_copies():
-    doc = limits.load_yaml(laughs(3, 9))
+    doc = yamlscan.load_yaml(laughs(3, 9))
     assert len(doc["a2"]) == 9 and doc["a2"][0] == doc["a1"] and doc["a1"][0] == doc["a0"] == ["lol"] * 9
     assert doc["a2"][0] is not doc["a2"][1]  # no shared containers reach the patch code
 
 
 def test_yaml_depth_bound_counts_alias_expansion():
-    limits.load_yaml(deep_text(limits.MAX_DEPTH).encode())
+    yamlscan.load_yaml(deep_text(limits.MAX_DEPTH).encode())
     for text in (deep_text(limits.MAX_DEPTH + 1), "- " * 3000 + "x",
                  "x: &x [[1]]\ny: " + "[" * (limits.MAX_DEPTH - 2) + "*x" + "]" * (limits.MAX_DEPTH - 2)):
         with pytest.raises(limits.LimitError, match=f"^yaml: exceeded max depth of {limits.MAX_DEPTH}$"):
-            limits.load_yaml(text.encode())
+            yamlscan.load_yaml(text.encode())
 
 
 def test_yaml_values_convert_as_sigs_k8s_io_yaml():
-    doc = limits.load_yaml(b"a: {1: x, 2.5: y, 3.0: z, false: w}\nt: 2001-12-14\nn: %d\n"
+    doc = yamlscan.load_yaml(b"a: {1: x, 2.5: y, 3.0: z, false: w}\nt: 2001-12-14\nn: %d\n"
                            b"b: !!binary aGk=\ns: !!set {p, q}\n" % 2 ** 70)
     assert doc == {"a": {"1": "x", "2.5": "y", "3": "z", "false": "w"}, "t": "2001-12-14", "n": float(2 ** 70),
                    "b": "hi", "s": {"p": None, "q": None}}
     with pytest.raises(limits.LimitError, match="invalid map key"):
-        limits.load_yaml(b"? ~\n: 1\n")
+        yamlscan.load_yaml(b"? ~\n: 1\n")
     with pytest.raises(limits.LimitError, match=r"invalid map key: \['a', 'b'\]"):
-        limits.load_yaml(b"? [a, b]\n: 1\n")
+        yamlscan.load_yaml(b"? [a, b]\n: 1\n")
 
 
 def test_yaml_invalid_escape_is_libyamls_error():
     with pytest.raises(yaml.YAMLError) as ei:
-        limits.load_yaml(b'a: "\\ud800"\n')
-    assert limits.yaml_error_text(ei.value) == "yaml: line 1: found invalid Unicode character escape code"
+        yamlscan.load_yaml(b'a: "\\ud800"\n')
+    assert yamlscan.yaml_error_text(ei.value) == "yaml: line 1: found invalid Unicode character escape code"
 
 
 # --- the decode edge's messages -----------------------------------------------------------
@@ -195,7 +195,7 @@ def test_every_walk_handles_the_deepest_object():
     on_deep_stack(lambda: apply_json_patch(obj, [{"op": "test", "path": "/spec", "value": obj["spec"]}]))
     on_deep_stack(lambda: jsonscan.loads_strict(json.dumps(patch).encode()))
     on_deep_stack(lambda: parse_body(orjson.dumps(patch), "json", "K"))
-    on_deep_stack(lambda: limits.load_yaml(orjson.dumps(patch)))
+    on_deep_stack(lambda: yamlscan.load_yaml(orjson.dumps(patch)))
     on_deep_stack(lambda: unknown_fields(_Model, obj))
     applied = fieldmanager.apply(None, {"apiVersion": "v1", "kind": "K", **patch}, manager="m", api_version="v1",
                                  force=False, group="g", resource="ks", name="x")
