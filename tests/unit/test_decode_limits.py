@@ -168,7 +168,7 @@ def test_resource_version_refused_as_strconv_parseuint(rv, problem):
 
 
 # --- the walks after decoding ---------------------------------------------------------------
-SERVER_STACK = 150  # frames a request already uses in the server (asyncio, filters, handler), rounded up
+SERVER_STACK = 150  # frames in use when a request reaches these walks: 27 measured at fieldmanager.apply
 
 
 def on_deep_stack(fn):
