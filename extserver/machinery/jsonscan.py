@@ -236,7 +236,8 @@ def loads(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     else:
-        check_depth(doc)
+        if body.count(b"{") + body.count(b"[") > MAX_DEPTH:  # else too few brackets to nest so deep
+            check_depth(doc)
         return doc
     msg = go_json_syntax_error(body)  # bounded in depth too
     if msg is not None:
