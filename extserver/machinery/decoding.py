@@ -84,13 +84,13 @@ def _go_type_mismatch(value: Any, want: type) -> bool:
     if want is int:
         return type(value) is not int and not (type(value) is float and value.is_integer()
                                                 and -2 ** 63 <= value < 2 ** 63)
-    return not isinstance(value, want) or (want is not bool and type(value) is bool)
+    return not isinstance(value, want)
 
 
 def decode_delete_options(doc: Any) -> dict:
     """A DeleteOptions body checked against the Go struct it decodes into: a member of the
-    wrong JSON type is a 400 with ``encoding/json``'s message (kube answers these with a 500
-    that carries the same text)."""
+    wrong JSON type is a 400 with ``encoding/json``'s message (the text kube's decoder
+    gives), never a failure further on."""
     if not isinstance(doc, dict):
         raise E.BadRequest("the object provided is unrecognized: expected DeleteOptions")
 

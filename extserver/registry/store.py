@@ -520,8 +520,6 @@ def parse_resource_version(rv: str) -> int:
                        f"strconv.ParseUint: parsing {q}: {problem}")
 
 
-
-
 def encode_continue(rev: int, start: str) -> str:
     raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start})
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
