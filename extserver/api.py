@@ -255,7 +255,7 @@ class Resource:
     def __init__(self, group: "APIGroup", plural: str, *, hub: type[KubeObject], kind: str | None,
                  singular: str | None, namespaced: bool, strategy: Strategy | None,
                  storage_version: str | None, short_names: Iterable[str], categories: Iterable[str],
-                 status_subresource: bool, verbs: Iterable[str] | None):
+                 status_subresource: bool, verbs: Iterable[str] | None, schema_validation: bool = True):
         self.group = group
         self.plural = plural
         self.hub = hub
@@ -268,6 +268,11 @@ class Resource:
         self.categories = list(categories)
         self.has_status = status_subresource
         self.verbs = sorted(verbs) if verbs is not None else list(ALL_VERBS)
+        #: bodies are validated against the served OpenAPI schema, as a CRD's are (422 with a
+        #: field error per constraint or wrong JSON type); False: decoded as Go decodes typed
+        #: structs (k8s.io/sample-apiserver: a wrong JSON type is a 400 decoding error, the
+        #: model's constraints are left to the strategy)
+        self.schema_validation = schema_validation
         self.versions: dict[str, ServedVersion] = {}
 
     @property
@@ -333,12 +338,15 @@ class APIGroup:
                  singular: str | None = None, namespaced: bool = True, strategy: Strategy | None = None,
                  storage_version: str | None = None, short_names: Iterable[str] = (),
                  categories: Iterable[str] = (), status_subresource: bool = False,
-                 verbs: Iterable[str] | None = None) -> Resource:
+                 verbs: Iterable[str] | None = None, schema_validation: bool = True) -> Resource:
+        """Declare a kind. ``schema_validation`` (default True): request bodies are checked
+        against the kind's OpenAPI schema with kube's CRD field errors (see :class:`Resource`)."""
         if plural in self.resources:
             raise ValueError(f"resource {plural} already declared in {self.name}")
         res = Resource(self, plural, hub=hub, kind=kind, singular=singular, namespaced=namespaced,
                        strategy=strategy, storage_version=storage_version, short_names=short_names,
-                       categories=categories, status_subresource=status_subresource, verbs=verbs)
+                       categories=categories, status_subresource=status_subresource, verbs=verbs,
+                       schema_validation=schema_validation)
         self.resources[plural] = res
         return res
 

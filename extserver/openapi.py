@@ -898,6 +898,14 @@ def _definitions(kinds: list[ServedKind], gvk_group_versions: list[tuple[str, st
     return definitions
 
 
+def validation_schema(kind: ServedKind) -> tuple[dict[str, dict[str, Any]], str]:
+    """The definitions that describe ``kind`` as served, and its own definition's name:
+    what a request body of that kind is validated against."""
+    definitions = meta.standard_definitions()
+    _SchemaBuilder(kind.group, kind.version, definitions).add_kind(kind)
+    return definitions, definition_name(kind.group, kind.version, kind.kind)
+
+
 def _sorted_kinds(kinds: cabc.Iterable[ServedKind]) -> list[ServedKind]:
     return sorted(kinds, key=lambda k: (k.group, k.version, k.kind))
 

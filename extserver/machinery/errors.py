@@ -33,8 +33,7 @@ class FieldError:
 
     def error_body(self) -> str:
         text = self._TYPE_TEXT.get(self.type, self.type)
-        if self.type in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong",
-                         "FieldValueTooMany", "InternalError"):
+        if self.type in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong", "InternalError"):
             s = text
         elif self.type == "FieldValueNotSupported" and self.bad_value is None:
             s = text

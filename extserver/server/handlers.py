@@ -20,6 +20,7 @@ from ..machinery.humanize import human_duration
 from ..machinery.meta import parse_rfc3339
 from ..machinery.patch import (apply_json_patch, apply_merge_patch, decode_json_patch, decode_merge_patch,
                                decode_strategic_merge_patch, strategic_merge_patch)
+from ..machinery.schema_validation import SchemaValidator
 from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import go_quote, validate_path_segment_name
 from ..registry import fieldmanager
@@ -101,6 +102,7 @@ class ResourceHandler:
         self.res = registry.resource
         self.strategy = registry.strategy
         self._list_head = ('{"apiVersion":"%s","kind":"%s","metadata":' % (sv.api_version, sv.list_kind)).encode()
+        self._validator: SchemaValidator | None = None
 
     # --- entry --------------------------------------------------------------------------
     async def handle(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
@@ -438,6 +440,15 @@ class ResourceHandler:
             raise E.BadRequest(f"the namespace of the object ({namespace}) does not match the namespace on "
                                f"the URL ({info.namespace})")
 
+    def _schema_validator(self) -> SchemaValidator:
+        """The kind's served OpenAPI schema as a validator (built on first use): the
+        constraints a pydantic field declares (``ge``, ``max_length``, ``pattern``,
+        ``Literal``...) refused with kube's field errors, as for a CRD."""
+        if self._validator is None:
+            from ..openapi import validation_schema
+            self._validator = SchemaValidator(*validation_schema(self.sv))
+        return self._validator
+
     def _decode(self, doc: Any, *, fv: str, dups: list[str], info: RequestInfo):
         """Versioned dict -> (hub object, warnings) with GVK checks, field validation and
         per-version defaulting."""
@@ -458,6 +469,10 @@ class ResourceHandler:
             # kube decodes any served version, then refuses one that is not the URL's
             raise E.BadRequest(f"the API version in the data ({api_version}) does not match the "
                                f"expected API version ({sv.api_version})")
+        errs = self._schema_validator().validate(doc) if self.res.schema_validation else None
+        if errs:
+            md = doc.get("metadata")
+            raise self.registry.invalid(md.get("name", "") if isinstance(md, dict) else "", errs)
         obj, warnings = decode_versioned(sv.model, doc, kind=sv.kind, version=sv.version,
                                          field_validation=fv, dups=dups)
         sv.set_defaults(obj)

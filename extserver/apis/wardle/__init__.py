@@ -164,12 +164,12 @@ class FischerStrategy(Strategy[Fischer]):
 
 flunders = group.resource("flunders", hub=Flunder, namespaced=True, strategy=FlunderStrategy(),
                           storage_version="v1alpha1", short_names=["fl"], categories=["wardle"],
-                          status_subresource=True)
+                          status_subresource=True, schema_validation=False)  # typed Go structs, as the sample
 flunders.version("v1alpha1", FlunderV1alpha1)
 flunders.version("v1beta1", FlunderV1beta1)
 
 fischers = group.resource("fischers", hub=Fischer, namespaced=False, strategy=FischerStrategy(),
-                          categories=["wardle"])
+                          categories=["wardle"], schema_validation=False)
 fischers.version("v1alpha1", FischerV1alpha1)
 
 
