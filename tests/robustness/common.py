@@ -4,6 +4,7 @@ suite applies (a ``Status`` for every refusal; a 5xx only where kube would send 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 #: suite -> counts, in the order the suites ran; printed by conftest's terminal summary
@@ -46,12 +47,12 @@ def legitimate_5xx(code: int, body: Any, query: dict[str, Any] | None = None) ->
     return code == 503 and is_status(body, 503) and bool(body.get("reason") == "ServiceUnavailable")
 
 
-def tracebacks(srv) -> list[str]:
+def tracebacks(srv, since: int = 0) -> list[str]:
     """The server log's tracebacks (the log line before each, then the traceback with its
     innermost frames): a refusal or a client that went away must not leave one."""
     out, lines = [], srv.output
     for i, line in enumerate(lines):
-        if line.startswith("Traceback"):
+        if i >= since and line.startswith("Traceback"):
             j = i + 1
             while j < len(lines) and (lines[j].startswith((" ", "\t")) or not lines[j].strip()):
                 j += 1
@@ -60,3 +61,32 @@ def tracebacks(srv) -> list[str]:
             frames = "".join(ours[-3:] + body[-4:] + lines[j:j + 1])
             out.append(f"{lines[i - 1].strip()[:200] if i else ''}\n...\n{frames}")
     return out
+
+
+class Problems:
+    """Failures grouped by a signature (what went wrong, and where), each with a count and
+    the shortest input that showed it: a report a person can act on."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, list] = {}  # signature -> [count, shortest example]
+
+    def add(self, signature: str, example: str) -> None:
+        g = self.groups.setdefault(signature, [0, example])
+        g[0] += 1
+        if len(example) < len(g[1]):
+            g[1] = example
+
+    def __len__(self) -> int:
+        return sum(g[0] for g in self.groups.values())
+
+    def report(self, limit: int = 25) -> str:
+        return "\n".join(f"[{n}x] {sig}\n    e.g. {ex}" for sig, (n, ex) in list(self.groups.items())[:limit])
+
+
+def traceback_signature(tb: str) -> str:
+    """A traceback from ``tracebacks`` reduced to its exception and innermost project frame."""
+    lines = [ln.strip() for ln in tb.splitlines() if ln.strip()]
+    ours = [re.match(r'File ".*/(extserver/[^"]+)", line (\d+), in (\S+)', ln) for ln in lines]
+    ours = [m for m in ours if m]
+    where = f"{ours[-1][1]}:{ours[-1][2]} in {ours[-1][3]}" if ours else "aiohttp (outside extserver)"
+    return f"{lines[-1][:160] if lines else '?'} at {where}"
