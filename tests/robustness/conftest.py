@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from tests.e2e.conftest import etcd  # noqa: F401 - the etcd3 runs of the durability loop
 from tests.e2e.harness import API, ServerProcess, new_tmp_dir
 from tests.robustness.common import SUMMARIES, summary_line
 
