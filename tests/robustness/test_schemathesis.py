@@ -12,6 +12,7 @@ import collections
 import itertools
 import time
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -20,7 +21,8 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.e2e.harness import API, flunder
-from tests.robustness.common import budget, is_status, legitimate_5xx, record, tracebacks
+from tests.robustness.common import (Problems, budget, is_status, legitimate_5xx, record, traceback_signature,
+                                     tracebacks)
 
 NS = "robust"
 SEED = "seed"
@@ -70,8 +72,7 @@ def test_schemathesis_served_openapi(robust_server, robust_api):
                                            timeout=30)
     session = srv.session()
     codes: collections.Counter = collections.Counter()
-    failures: list[str] = []
-    hangs: list[str] = []
+    problems = Problems()
     ops = 0
     names = itertools.count()
     deadline = time.monotonic() + seconds
@@ -86,8 +87,9 @@ def test_schemathesis_served_openapi(robust_server, robust_api):
         if fix_name and isinstance(body, dict) and isinstance(body.get("metadata"), dict):
             body["metadata"]["name"] = f"st-{next(names)}"  # so a create gets past name validation
         kw = case.as_transport_kwargs(base_url=srv.url)
-        what = f"{case.method} {kw['url']} params={kw.get('params')} ctype={kw['headers'].get('Content-Type')} " \
-               f"body={str(kw.get('json', kw.get('data')))[:300]!r}"
+        what = f"{case.method.upper()} {kw['url']} params={kw.get('params')} " \
+               f"ctype={kw['headers'].get('Content-Type')} body={str(kw.get('json', kw.get('data')))[:300]!r}"
+        op = f"{case.method.upper()} {case.path}"
         watch = _is_watch(case.path, query)
         started = time.monotonic()
         try:
@@ -98,15 +100,17 @@ def test_schemathesis_served_openapi(robust_server, robust_api):
                 r.content
             r.close()
         except requests.Timeout:
-            hangs.append(what)
+            codes["hangs"] += 1
+            problems.add(f"{op}: no answer within {per_request}s", what)
             return
         except requests.ConnectionError as e:
-            failures.append(f"connection failed ({e}) for {what}")
+            problems.add(f"{op}: connection closed without an answer ({type(e).__name__})", what)
             return
         finally:
             codes["requests"] += 1
         if time.monotonic() - started > per_request:
-            hangs.append(f"{what} (answered after {time.monotonic() - started:.0f}s)")
+            codes["hangs"] += 1
+            problems.add(f"{op}: answered only after {per_request}s", what)
         codes[r.status_code] += 1
         try:
             doc = None if watch and r.status_code == 200 else r.json()
@@ -114,16 +118,17 @@ def test_schemathesis_served_openapi(robust_server, robust_api):
             doc = None
         if r.status_code >= 500 and not legitimate_5xx(r.status_code, doc, query):
             codes["5xx"] += 1
-            failures.append(f"{r.status_code} {r.text[:300]!r} for {what}")
+            problems.add(f"{op}: {r.status_code} {r.text[:160]}", what)
         elif r.status_code >= 400 and not is_status(doc, r.status_code):
-            failures.append(f"{r.status_code} is not a Status: {r.text[:300]!r} for {what}")
+            problems.add(f"{op}: {r.status_code} is not a Status ({r.text[:100]!r})", what)
         elif 200 <= r.status_code < 300 and not watch and case.method != "delete":
             try:
                 case.validate_response(r, checks=[response_schema_conformance])
-            except AssertionError as e:  # schemathesis' Failure / FailureGroup
-                failures.append(f"{r.status_code} does not conform ({str(e)[:300]}) for {what}")
-            except BaseExceptionGroup as e:
-                failures.append(f"{r.status_code} does not conform ({str(e.exceptions[0])[:300]}) for {what}")
+            except AssertionError as e:  # schemathesis' Failure
+                problems.add(f"{op}: {r.status_code} does not conform to the schema ({str(e)[:200]})", what)
+            except BaseExceptionGroup as e:  # schemathesis' FailureGroup
+                problems.add(f"{op}: {r.status_code} does not conform to the schema ({str(e.exceptions[0])[:200]})",
+                             what)
 
     for result in schema.get_all_operations():
         op = result.ok()
@@ -140,8 +145,10 @@ def test_schemathesis_served_openapi(robust_server, robust_api):
 
             run()
     logged = tracebacks(srv)
+    for t in logged:
+        problems.add(f"traceback in the server log: {traceback_signature(t)}", t.splitlines()[0])
     record("schemathesis", operations=ops, requests=codes["requests"], **{"5xx": codes["5xx"]},
-           hangs=len(hangs), failures=len(failures), tracebacks=len(logged),
+           hangs=codes["hangs"], problems=len(problems), tracebacks=len(logged),
            codes="/".join(f"{c}:{n}" for c, n in sorted((k, v) for k, v in codes.items() if isinstance(k, int))))
-    problems = [f"hang: {h}" for h in hangs] + failures + [f"traceback in the server log: {t}" for t in logged]
-    assert not problems, f"{len(problems)} problems, e.g.:\n" + "\n".join(problems[:25])
+    if problems:
+        pytest.fail(f"{len(problems)} problems:\n" + problems.report(), pytrace=False)
