@@ -6,25 +6,17 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import etcd  # noqa: F401 - the etcd3 runs of the durability loop
-from tests.e2e.harness import API, ServerProcess, new_tmp_dir
+from tests.e2e.conftest import etcd, start_server  # noqa: F401 - etcd: the etcd3 runs of the durability loop
 from tests.robustness.common import SUMMARIES, summary_line
-
-WIDGETS = ["--api-module", "tests.e2e.widgets"]
+from tests.robustness.servers import WIDGETS
 
 
 @pytest.fixture(scope="module")
-def robust_server():
+def robust_server(request):
     """One real server (embedded store, local mode, the wardle and widget groups)."""
-    srv = ServerProcess(new_tmp_dir("extserver-robust-"), extra_args=WIDGETS).start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(srv.data_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def robust_api(robust_server) -> API:
-    return API(robust_server)
+    srv = start_server(request, "embedded", WIDGETS)
+    request.addfinalizer(lambda: (srv.stop(), shutil.rmtree(srv.data_dir, ignore_errors=True)))
+    return srv
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -11,6 +11,9 @@ import sys
 
 from tests.e2e.harness import ServerProcess
 
+#: the groups every robustness server serves: wardle and the test widgets
+WIDGETS = ["--api-module", "tests.e2e.widgets"]
+
 _PRELUDE = ("import os, resource, sys\n"
             "for name, n in zip(sys.argv[1].split(','), map(int, sys.argv[2].split(','))):\n"
             "    resource.setrlimit(getattr(resource, name), (n, n))\n"

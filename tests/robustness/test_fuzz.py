@@ -76,7 +76,7 @@ class Outcomes:
 
 OUTCOMES: dict[str, Outcomes] = {}
 FIELD_VALIDATION = st.sampled_from(["Strict", "Warn", "Ignore"])
-CALL_SECONDS = budget("FUZZ_CALL_SECONDS", 5)
+CALL_SECONDS = budget("FUZZ_CALL_SECONDS", 15)
 
 
 def _alarm(signum, frame):

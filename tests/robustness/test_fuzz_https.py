@@ -22,8 +22,7 @@ from tests.e2e.harness import API, flunder, new_tmp_dir
 from tests.robustness import inputs as I
 from tests.robustness.common import (Problems, budget, is_status, legitimate_5xx, record, traceback_signature,
                                      tracebacks)
-from tests.robustness.conftest import WIDGETS
-from tests.robustness.servers import LimitedServer
+from tests.robustness.servers import WIDGETS, LimitedServer
 
 FL = "/apis/wardle.example.com/v1beta1/namespaces/robust/flunders"
 SEED = FL + "/seed"
