@@ -37,8 +37,8 @@ def is_status(body: Any, code: int) -> bool:
 
 def legitimate_5xx(code: int, body: Any, query: dict[str, Any] | None = None) -> bool:
     """The 5xx kube itself answers to a well-formed request: 504 "Too large resource
-    version" while the store catches up to a resourceVersion that *is* a valid uint64-like
-    value (one beyond 64 bits is a 400 in kube), 503 for a storage that is not ready."""
+    version" while the store catches up to a resourceVersion within 64 bits
+    (one beyond is a 400 in kube), 503 for a storage that is not ready."""
     if code == 504 and is_status(body, 504):
         causes = (body.get("details") or {}).get("causes") or []
         if any(c.get("reason") == "ResourceVersionTooLarge" for c in causes):

@@ -63,9 +63,11 @@ class Outcomes:
     refused: int = 0
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)  # where -> (smallest input, error)
     failed: int = 0
+    hangs: int = 0
 
     def fail(self, data, exc: BaseException) -> None:
         self.failed += 1
+        self.hangs += isinstance(exc, _Overran)
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/extserver/" in f.filename]
         where = f"{type(exc).__name__} at " + (f"{os.path.relpath(frames[-1].filename, REPO)}:{frames[-1].lineno}"
                                                if frames else "?")
@@ -149,7 +151,8 @@ def _report(target: str) -> None:
     total = OUTCOMES.values()
     record("fuzz", targets=len(OUTCOMES), examples=sum(o.examples for o in total),
            accepted=sum(o.accepted for o in total), refused=sum(o.refused for o in total),
-           failures=sum(o.failed for o in total), distinct=sum(len(o.failures) for o in total))
+           failures=sum(o.failed for o in total), hangs=sum(o.hangs for o in total),
+           distinct=sum(len(o.failures) for o in total))
     if out.failures:
         pytest.fail(f"{target}: {out.failed} of {out.examples} inputs raised something other than a 4xx "
                     f"StatusError ({len(lines)} distinct):\n" + "\n".join(lines), pytrace=False)
@@ -326,7 +329,7 @@ def test_alias_bomb_refused_within_bounded_memory():
     except subprocess.TimeoutExpired:
         outcome, ok = f"still decoding after {timeout}s", False
     target = "alias-bomb"
-    OUTCOMES[target] = Outcomes(examples=1, refused=int(ok), failed=int(not ok))
+    OUTCOMES[target] = Outcomes(examples=1, refused=int(ok), failed=int(not ok), hangs=int("still" in outcome))
     if not ok:
         OUTCOMES[target].failures["alias bomb"] = (f"{len(I.alias_bomb())}-byte YAML", outcome)
     _report(target)
