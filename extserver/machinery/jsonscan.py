@@ -5,6 +5,7 @@ result within the bounds of :mod:`.limits`."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -219,9 +220,16 @@ def go_json_syntax_error(data: bytes) -> str | None:
 
 
 def _int(text: str) -> int | float:
-    """Go decodes integers beyond 64 bits into ``interface{}`` as float64 (as orjson does)."""
-    n = int(text)
-    return n if -(1 << 63) <= n < (1 << 64) else float(n)
+    """Go decodes integers beyond 64 bits into ``interface{}`` as float64 (as orjson does);
+    one beyond float64's range is sigs.k8s.io/json's error."""
+    if len(text) <= 20:
+        n = int(text)
+        if -(1 << 63) <= n < (1 << 64):
+            return n
+    f = float(text)  # never int(text): Python refuses to convert more than 4,300 digits
+    if math.isinf(f):
+        raise ValueError(f"json: cannot unmarshal number {text} into Go value of type float64")
+    return f
 
 
 def _stdlib_loads(text: str, **kw) -> Any:

@@ -12,6 +12,7 @@ strings, integers beyond 64 bits become floats; only the first document is read.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 import yaml
@@ -48,6 +49,7 @@ _Resolver.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 _RESOLVER = _Resolver()
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NO_KEY = object()
 _MERGE = object()
@@ -64,12 +66,31 @@ def _scalar_value(ev: yaml.ScalarEvent) -> Any:
         return ev.value
     if tag == _MERGE_TAG:
         return _MERGE
+    if tag == _INT_TAG and len(ev.value) > 18:
+        return _big_int(ev)
     construct = yaml.constructor.SafeConstructor.yaml_constructors.get(tag)
     if construct is None:
         raise yaml.constructor.ConstructorError(None, None, f"could not determine a constructor for the tag {tag!r}",
                                                 ev.start_mark)
     return _scalar(construct(_CONSTRUCTOR, yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark,
                                                            style=ev.style)))
+
+
+def _big_int(ev: yaml.ScalarEvent) -> Any:
+    """An integer that may not fit 64 bits, as yaml.v2 resolves it: int64/uint64 when it
+    fits, else a float64 when ``ParseFloat`` is in range, else the plain text (a string)."""
+    try:
+        v = yaml.constructor.SafeConstructor.yaml_constructors[_INT_TAG](
+            _CONSTRUCTOR, yaml.ScalarNode(_INT_TAG, ev.value, ev.start_mark, ev.end_mark, style=ev.style))
+    except ValueError:  # beyond Python's int-from-text digit limit: far beyond 64 bits
+        v = None
+    if v is not None and _INT_MIN <= v <= _UINT_MAX:
+        return v
+    try:
+        f = float(ev.value.replace("_", ""))
+    except ValueError:  # hex, octal or sexagesimal beyond 64 bits: no float form in Go either
+        return ev.value
+    return ev.value if math.isinf(f) else f
 
 
 class _Frame:
@@ -202,8 +223,13 @@ def _key(k: Any) -> str:
 
 def _scalar(v: Any) -> Any:
     t = type(v)
-    if t is int:
-        return v if _INT_MIN <= v <= _UINT_MAX else float(v)
+    if t is int:  # from an explicit !!int tag: within 64 bits, else as Go's float64 or text
+        if _INT_MIN <= v <= _UINT_MAX:
+            return v
+        try:
+            return float(v)
+        except OverflowError:
+            return str(v)
     if t is bytes:  # !!binary: yaml.v2 gives the decoded bytes as a string
         return v.decode("utf-8", "replace")
     if t in (_dt.datetime, _dt.date):  # an explicit !!timestamp

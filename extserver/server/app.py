@@ -375,7 +375,7 @@ class ExtServer:
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes + 1, handler_args={"max_field_size": 65536})
         app["server"] = self
-        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.dispatch)  # every path, newlines included
         app.on_response_prepare.append(self._on_response_prepare)
         self._set_chain()
         return app

@@ -86,8 +86,15 @@ def respond(doc: Any, out: N.Output, status: int = 200, warnings: list[str] | No
     return resp
 
 
+_HEADER_CONTROLS = {c: " " for c in range(32) if c != 9} | {127: " "}
+
+
 def add_warnings(resp: web.StreamResponse, warnings: list[str] | None) -> None:
+    """``Warning: 299 - "text"`` per warning, quoted as apimachinery's NewWarningHeader; a
+    control character (an unknown field's name may hold one) goes out as a space, as Go's
+    net/http writes CR/LF in header values."""
     for w in warnings or ():
+        w = w.translate(_HEADER_CONTROLS)
         resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 

@@ -35,15 +35,28 @@ def is_status(body: Any, code: int) -> bool:
             and body.get("status") == "Failure" and body.get("code") == code)
 
 
+#: what kube-apiserver itself answers with 500 for a client's input, matched by message: a
+#: strategic merge patch's unknown ``$patch`` directive (mergepatch.ErrBadPatchType is not among
+#: the errors interpretStrategicMergePatchError turns into 400/422, so it reaches the client as
+#: an InternalError). extserver answers it as kube does; these are the only such cases.
+KUBE_INTERNAL_ERRORS = ("unknown patch type: ",)
+
+
+def kube_answers_500(message: str) -> bool:
+    return any(m in message for m in KUBE_INTERNAL_ERRORS)
+
+
 def legitimate_5xx(code: int, body: Any, query: dict[str, Any] | None = None) -> bool:
-    """The 5xx kube itself answers to a well-formed request: 504 "Too large resource
-    version" while the store catches up to a resourceVersion within 64 bits
-    (one beyond is a 400 in kube), 503 for a storage that is not ready."""
+    """The 5xx kube itself answers: 504 "Too large resource version" while the store catches
+    up to a resourceVersion within 64 bits (one beyond is a 400 in kube), 503 for a storage
+    that is not ready, and the 500s of :data:`KUBE_INTERNAL_ERRORS`."""
     if code == 504 and is_status(body, 504):
         causes = (body.get("details") or {}).get("causes") or []
         if any(c.get("reason") == "ResourceVersionTooLarge" for c in causes):
             rv = str((query or {}).get("resourceVersion", ""))
             return rv.isdigit() and rv.isascii() and int(rv) <= INT64_MAX
+    if code == 500 and is_status(body, 500):
+        return kube_answers_500(str(body.get("message", "")))
     return code == 503 and is_status(body, 503) and bool(body.get("reason") == "ServiceUnavailable")
 
 
