@@ -208,3 +208,35 @@ def test_embedded_refuses_several_workers(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "extserver: error: --workers 2: the embedded store is served by one process; "
         "use --storage-backend=etcd3 for more than one worker"]
+
+
+def test_every_worker_reloads_the_serving_certificate(request, tmp_path):
+    from extserver.server import certs
+    from tests.e2e.test_ops_tls import FileCertServer, verifies, write_pair
+    etcd = request.getfixturevalue("etcd")
+    ca1, ca2 = certs.new_ca("serving-ca-one"), certs.new_ca("serving-ca-two")
+    (tmp_path / "ca1.crt").write_bytes(ca1.cert_pem)
+    (tmp_path / "ca2.crt").write_bytes(ca2.cert_pem)
+    write_pair(tmp_path, "serving", ca1)
+    srv = FileCertServer(tmp_path / "data", tmp_path / "ca1.crt",
+                         ["--tls-cert-file", str(tmp_path / "serving.crt"),
+                          "--tls-private-key-file", str(tmp_path / "serving.key"), "--workers", str(WORKERS)])
+    srv.backend, srv.etcd_endpoints, srv.etcd_prefix = "etcd3", etcd.endpoints, f"/registry-{uuid.uuid4().hex[:8]}"
+    srv.start()
+    try:
+        pids = worker_pids(srv)
+        assert len(pids) == WORKERS
+        write_pair(tmp_path, "serving", ca2)
+        reloaded = re.compile(r"^I\d{4} [\d:.]+ +(\d+) extserver\.tls\] serving certificate reloaded")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            by = {int(m.group(1)) for m in (reloaded.match(ln) for ln in list(srv.output)) if m}
+            if by == pids:
+                break
+            time.sleep(0.1)
+        assert by == pids  # each worker reloaded the pair itself
+        # every new connection, whichever worker takes it, gets the new certificate
+        assert all(verifies(srv, tmp_path / "ca2.crt") for _ in range(16))
+        assert not any(verifies(srv, tmp_path / "ca1.crt") for _ in range(16))
+    finally:
+        srv.stop()
