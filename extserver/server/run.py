@@ -316,6 +316,10 @@ def run_serve(args) -> int:
     log.info("starting %d workers", workers)
 
     def worker(_index: int, port: int, peers: MetricsPeers, ready_fd: int) -> int:
-        return run(port, True, lambda _port: os.write(ready_fd, b"."), peers)
+        try:
+            return run(port, True, lambda _port: os.write(ready_fd, b"."), peers)
+        except FlagError as e:  # found while building the server (e.g. the cluster's auth config)
+            sys.stderr.write(f"{ERROR_PREFIX}{e}\n")
+            return 2
 
     return Supervisor(workers, worker).run(reserved, on_listening)
