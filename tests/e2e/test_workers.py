@@ -211,13 +211,9 @@ def test_embedded_refuses_several_workers(tmp_path):
 
 
 def test_every_worker_reloads_the_serving_certificate(request, tmp_path):
-    from extserver.server import certs
-    from tests.e2e.test_ops_tls import FileCertServer, verifies, write_pair
+    from tests.e2e.test_ops_tls import FileCertServer, two_serving_cas, verifies, write_pair
     etcd = request.getfixturevalue("etcd")
-    ca1, ca2 = certs.new_ca("serving-ca-one"), certs.new_ca("serving-ca-two")
-    (tmp_path / "ca1.crt").write_bytes(ca1.cert_pem)
-    (tmp_path / "ca2.crt").write_bytes(ca2.cert_pem)
-    write_pair(tmp_path, "serving", ca1)
+    _ca1, ca2 = two_serving_cas(tmp_path)
     srv = FileCertServer(tmp_path / "data", tmp_path / "ca1.crt",
                          ["--tls-cert-file", str(tmp_path / "serving.crt"),
                           "--tls-private-key-file", str(tmp_path / "serving.key"), "--workers", str(WORKERS)])
