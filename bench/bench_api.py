@@ -70,7 +70,7 @@ def start_server(data: Path, backend: str, etcd_endpoints: list[str] | None, wor
            "--data-dir", str(data), "--anonymous-auth", "--storage-backend", backend,
            "--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0"]
     if etcd_endpoints:
-        cmd += ["--etcd-servers", ",".join(etcd_endpoints)]
+        cmd += ["--etcd-servers", ",".join(etcd_endpoints), "--workers", str(workers)]
     data.mkdir(parents=True, exist_ok=True)
     log = open(data.parent / "server.log", "w")  # a pipe nobody reads would block the server
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=str(REPO))
@@ -196,7 +196,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="embedded", choices=["embedded", "etcd3"])
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk scenario (max 60)")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="--workers of the server (etcd3 only)")
     ap.add_argument("--watch-writes", type=int, default=50)
     args = ap.parse_args()
     args.duration = max(1, min(args.duration, 60))

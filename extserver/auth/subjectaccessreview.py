@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import orjson
-
 from ..filters.requestinfo import RequestInfo
 from .cache import TTLCache
 from .kubeclient import DEFAULT_WEBHOOK_BACKOFF, ApiError, Backoff, KubeClient, post_review
@@ -56,6 +54,16 @@ def review_spec(user: UserInfo, info: RequestInfo) -> dict:
     return spec
 
 
+def _cache_key(user: UserInfo, info: RequestInfo) -> tuple:
+    """What the review's spec says, as a tuple (as kube keys its cache by the spec's JSON,
+    whose ``extra`` map is sorted): the spec itself is built only on a cache miss."""
+    extra = tuple(sorted(user.extra)) if user.extra else ()
+    if info.is_resource_request:
+        return (user.name, user.uid, user.groups, extra, info.namespace, info.verb, info.api_group,
+                info.api_version, info.resource, info.subresource, info.name)
+    return (user.name, user.uid, user.groups, extra, info.path, info.verb)
+
+
 def _cacheable(info: RequestInfo) -> bool:
     size = sum(len(x) for x in (info.namespace, info.verb, info.api_group, info.api_version, info.resource,
                                 info.subresource, info.name, info.path))
@@ -76,12 +84,11 @@ class SubjectAccessReviewAuthorizer:
         self.review_codes: dict[str, int] = {}
 
     async def authorize(self, user: UserInfo, info: RequestInfo) -> Decision:
-        spec = review_spec(user, info)
-        key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+        key = _cache_key(user, info)
         cacheable = _cacheable(info)
         try:
             return await self.cache.get_or_load(
-                key if cacheable else (key, object()), lambda: self._review(spec),
+                key if cacheable else (key, object()), lambda: self._review(review_spec(user, info)),
                 lambda d: 0.0 if not cacheable or d.error else (self.allow_ttl if d.allowed else self.deny_ttl))
         except ApiError as e:
             log.error("failed to make webhook authorizer request: %s", e)

@@ -198,8 +198,9 @@ class AuditLogSink:
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(QUEUE_LIMIT)
         self._pending: list[bytes] = []
         self._flush_scheduled = False
-        self._thread = threading.Thread(target=self._run, name="audit-log", daemon=True)
-        self._thread.start()
+        # started with the first batch: the sink is made before ``--workers`` forks, and a
+        # thread does not survive a fork
+        self._thread: threading.Thread | None = None
         self.events = 0
         self.dropped = 0
 
@@ -221,6 +222,9 @@ class AuditLogSink:
             return
         n, batch = len(self._pending), b"".join(self._pending)
         self._pending = []
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="audit-log", daemon=True)
+            self._thread.start()
         try:
             self._queue.put_nowait((n, batch))
             self.events += n
@@ -244,8 +248,9 @@ class AuditLogSink:
     async def close(self) -> None:
         """Write what is pending, then stop (the file is closed)."""
         self._flush()
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
         if self._file is not sys.stdout.buffer:
             await asyncio.to_thread(self._file.close)
 

@@ -291,7 +291,7 @@ class ExtServer:
         if path == "/openapi/v2" or path.startswith("/openapi/v3"):
             return self.openapi(request, path)
         if path == "/metrics":
-            return self.metrics.response()
+            return await self.metrics.scrape()
         if path == "/":
             paths = sorted(k for k in self._static if k.startswith("/")) + [
                 "/healthz", "/livez", "/readyz", "/metrics", "/openapi/v2", "/openapi/v3"]
@@ -437,14 +437,15 @@ class ExtServer:
 
 async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
                 tls: DynamicTLS | None = None, shutdown_delay: float = 0.0,
-                on_listening: Callable[[int], None] | None = None, stop: asyncio.Event | None = None) -> int:
+                on_listening: Callable[[int], None] | None = None, stop: asyncio.Event | None = None,
+                reuse_port: bool = False) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop``); returns the exit code.
 
     ``tls`` (a ``tls.DynamicTLS``) gives the listener's context and reloads it; otherwise
     ``ssl_context`` is used as is. Shutdown, as kube's: ``/readyz`` fails at once; after
     ``shutdown_delay`` the listener closes, watches end, requests in flight finish (their
     responses written), then the server stops. A failing post-start hook stops the server
-    with exit code 1."""
+    with exit code 1. ``reuse_port``: bind with ``SO_REUSEPORT`` (``--workers``)."""
     if tls is not None:
         ssl_context = tls.context()
         server.tls = tls
@@ -457,7 +458,8 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=drain_timeout,
                            auto_decompress=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_address=True)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_address=True,
+                       reuse_port=reuse_port or None)
     await site.start()
     bound = port
     for s in (site._server.sockets if site._server else []):  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ from ..machinery.validation import go_quote, validate_path_segment_name
 from ..registry import fieldmanager
 from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent, parse_resource_version
 from ..storage.interface import KeyValue, StorageError
+from ..storage.slowwatch import WATCH_CLOSER
 from ..filters.requestinfo import RequestInfo
 
 STATUS_SUCCESS_KIND = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
@@ -334,7 +335,13 @@ class ResourceHandler:
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        pump_task = asyncio.ensure_future(pump())
+        # a watcher the storage terminates for not keeping up may be stuck writing to a client
+        # that does not read: its connection is closed (the pump task inherits this context)
+        closer = WATCH_CLOSER.set(lambda: request.transport.abort() if request.transport is not None else None)
+        try:
+            pump_task = asyncio.ensure_future(pump())
+        finally:
+            WATCH_CLOSER.reset(closer)
         closing = server.shutdown_event if server is not None else None
         closing_task = asyncio.ensure_future(closing.wait()) if closing is not None else None
         waiters = {pump_task} | ({closing_task} if closing_task is not None else set())

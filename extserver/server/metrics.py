@@ -15,7 +15,7 @@ import bisect
 import math
 import os
 import platform
-from typing import Callable, Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
 
@@ -191,6 +191,8 @@ class MetricsRegistry:
     def __init__(self) -> None:
         self._families: dict[str, _Family] = {}
         self._collectors: list[Collector] = []
+        #: with ``--workers``: ``await gather(own_text)`` is the whole server's exposition
+        self.gather: Callable[[str], Awaitable[str]] | None = None
 
     def _get(self, cls: type, name: str, help: str, labelnames: Sequence[str], **kw: object) -> _Family:
         f = self._families.get(name)
@@ -227,10 +229,58 @@ class MetricsRegistry:
                 text += extra if extra.endswith("\n") else extra + "\n"
         return text
 
-    def response(self) -> web.Response:
-        resp = web.Response(text=self.render())
+    def response(self, text: str | None = None) -> web.Response:
+        resp = web.Response(text=self.render() if text is None else text)
         resp.headers["Content-Type"] = CONTENT_TYPE
         return resp
+
+    async def scrape(self) -> web.Response:
+        """The ``/metrics`` response: this process's metrics, or every worker's summed."""
+        if self.gather is None:
+            return self.response()
+        return self.response(await self.gather(self.render()))
+
+
+#: gauges that every worker reports for the same thing: the merged value is the smallest
+_MERGE_MIN = frozenset({"process_start_time_seconds"})
+
+
+def merge_expositions(texts: list[str]) -> str:
+    """Several processes' expositions as one: a sample (name and labels) present in several
+    is summed — counters, histogram buckets/sums/counts and gauges such as in-flight
+    requests, watchers or memory add up across workers — except the gauges of
+    ``_MERGE_MIN`` (a start time). Families and samples keep their first-seen order."""
+    headers: dict[str, list[str]] = {}
+    samples: dict[str, dict[str, float]] = {}
+    family = ""
+    for text in texts:
+        for line in text.splitlines():
+            if not line:
+                continue
+            if line.startswith("#"):
+                parts = line.split(" ", 3)
+                if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                    family = parts[2]
+                    h = headers.setdefault(family, [])
+                    if len(h) < 2 and line not in h:
+                        h.append(line)
+                    samples.setdefault(family, {})
+                continue
+            key, _, value = line.rpartition(" ")
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            fam = samples.setdefault(family, {})
+            if key in fam:
+                fam[key] = min(fam[key], v) if family in _MERGE_MIN else fam[key] + v
+            else:
+                fam[key] = v
+    out: list[str] = []
+    for name, fam in samples.items():
+        out += headers.get(name, [])
+        out += [f"{k} {_num(v)}" for k, v in fam.items()]
+    return "\n".join(out) + "\n"
 
 
 # --- request metrics -------------------------------------------------------------------------

@@ -9,15 +9,18 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import orjson
 import yaml
 
 from ..options import ERROR_PREFIX, FlagError, load_groups
 from ..options.pemfiles import check_pem_flags
+from ..options.workers import resolve_workers
 from ..filters.httplog import KV_ATTR
 from ..storage.interface import StorageError
 from . import certs
+from .workers import MetricsPeers, Supervisor, reserve_port
 
 log = logging.getLogger("extserver")
 
@@ -195,6 +198,7 @@ def run_serve(args) -> int:
         if v and not Path(v).is_file():
             raise FlagError(f"--{flag.replace('_', '-')} {v}: no such file")
     check_pem_flags(args)
+    workers = resolve_workers(args.workers, args.storage_backend)
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in args.bind_address else socket.AF_INET, args.bind_address)
     except OSError:
@@ -276,7 +280,8 @@ def run_serve(args) -> int:
     except ImportError:  # pragma: no cover
         runner = asyncio.run
 
-    async def main() -> int:
+    async def main(port: int, reuse_port: bool, listening: Callable[[int], None],
+                   peers: MetricsPeers | None) -> int:
         from ..admission.namespace_lifecycle import namespace_lifecycle_from_args
         lifecycle = await namespace_lifecycle_from_args(args)  # with --kubeconfig or in a cluster
         server = await build_server([lifecycle] if lifecycle is not None else [])
@@ -285,14 +290,36 @@ def run_serve(args) -> int:
         if args.register_apiservice:
             server.add_post_start_hook("apiservice-registration",
                                        lambda _server: register_own_apiservices(args, groups, serving_ca))
-        return await serve(server, host=args.bind_address, port=args.secure_port, tls=tls,
-                           shutdown_delay=args.shutdown_delay_duration, on_listening=on_listening)
+        if peers is not None:
+            await peers.start(server.metrics)
+            server.shutdown_hooks.append(peers.stop)
+        return await serve(server, host=args.bind_address, port=port, tls=tls, reuse_port=reuse_port,
+                           shutdown_delay=args.shutdown_delay_duration, on_listening=listening)
 
+    def run(port: int, reuse_port: bool, listening: Callable[[int], None], peers: MetricsPeers | None = None) -> int:
+        try:
+            return runner(main(port, reuse_port, listening, peers))
+        except StorageError as e:
+            sys.stderr.write(f"{ERROR_PREFIX}storage: {e}\n")
+            return 1
+        except OSError as e:
+            sys.stderr.write(f"{ERROR_PREFIX}cannot listen on {args.bind_address}:{port}: {e.strerror}\n")
+            return 1
+
+    if workers == 1:
+        return run(args.secure_port, False, on_listening)
     try:
-        return runner(main())
-    except StorageError as e:
-        sys.stderr.write(f"{ERROR_PREFIX}storage: {e}\n")
-        return 1
+        reserved = reserve_port(args.bind_address, args.secure_port)
     except OSError as e:
         sys.stderr.write(f"{ERROR_PREFIX}cannot listen on {args.bind_address}:{args.secure_port}: {e.strerror}\n")
         return 1
+    log.info("starting %d workers", workers)
+
+    def worker(_index: int, port: int, peers: MetricsPeers, ready_fd: int) -> int:
+        try:
+            return run(port, True, lambda _port: os.write(ready_fd, b"."), peers)
+        except FlagError as e:  # found while building the server (e.g. the cluster's auth config)
+            sys.stderr.write(f"{ERROR_PREFIX}{e}\n")
+            return 2
+
+    return Supervisor(workers, worker).run(reserved, on_listening)

@@ -32,6 +32,9 @@ reads (``get``, ``range``) and compaction go straight to the wrapped backend; wa
 * **Slow watchers are cut off.** A watcher more than ``watcher_queue_limit`` live events
   behind, or whose next event has already left the ring, gets
   :class:`~extserver.storage.interface.WatcherTooSlow`; it never holds memory or writers.
+  So does, as in kube, one that stays more than its buffer (kube's watch channel size)
+  behind for longer than kube's dispatch budget, and its connection is closed
+  (:mod:`.slowwatch`).
 * **Recovery.** If the inner watch ends (``Compacted``, ``Unavailable``, any storage error),
   every watcher of that resource gets ``Compacted`` (the API sends a 410 ERROR event and
   clients relist), and the cache lists and watches again (with backoff) before serving.
@@ -58,6 +61,7 @@ from typing import AsyncIterator
 
 from .interface import (Backend, Compacted, DelegatingBackend, Event, FutureRevision, KeyValue, RangeResult,
                         StorageError, Unavailable, WatcherTooSlow, prefix_end)
+from .slowwatch import Stall, buffer_size
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +179,19 @@ class _ResourceCache:
             self._events.append(ev)
             self._times.append(now)
             self.revision = ev.revision
+        self._cut_stalled(now)
         self._wake()
+
+    def _cut_stalled(self, now: float) -> None:
+        """kube's slow-watcher rule (see :mod:`.slowwatch`): terminate the watchers that have
+        had more undelivered events than their buffer for longer than the budget."""
+        head = self.head
+        stalled = [w for w in self.watchers if w.stall.over_budget(head - max(w._next, w._live_from), now)]
+        for w in stalled:
+            log.warning("Forcing %s watcher close due to unresponsiveness: %d undelivered events, buffer %d",
+                        self.prefix, head - max(w._next, w._live_from), w.stall.buffer)
+            w._fail(WatcherTooSlow(head - max(w._next, w._live_from), w.stall.buffer))
+            w.stall.close()
 
     def _wake(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
@@ -295,6 +311,7 @@ class CacheWatch:
         self._live_from = 0  # events from this sequence number on arrived after registration
         self.error: StorageError | None = None
         self.closed = False
+        self.stall = Stall(buffer_size(cache.capacity, cache.owner.event_fresh_duration))
 
     def __aiter__(self) -> CacheWatch:
         return self
@@ -352,6 +369,7 @@ class CacheWatch:
                 if ev.revision > self.after_revision and (not self._filter or ev.key.startswith(self._prefix)):
                     batch.append(ev)
             self._next = seq
+            self.stall.since = None
             if batch:
                 self.last_revision = batch[-1].revision
                 return batch

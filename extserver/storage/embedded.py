@@ -55,6 +55,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Literal
@@ -74,6 +75,7 @@ from .interface import (
     Unavailable,
     WatcherTooSlow,
 )
+from .slowwatch import MIN_BUFFER, Stall
 
 log = logging.getLogger(__name__)
 
@@ -385,6 +387,8 @@ class _Watcher:
     error: StorageError | None = None
     closed: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    #: kube's slow-watcher rule (a buffer of kube's smallest watch channel)
+    stall: Stall = field(default_factory=lambda: Stall(MIN_BUFFER))
 
 
 
@@ -725,6 +729,7 @@ class EmbeddedBackend(Backend):
 
     def _notify(self, events: list[Event]) -> None:
         first, last = events[0].revision, events[-1].revision
+        now = time.monotonic()
         for w in list(self._watchers):
             if last <= w.after:
                 continue
@@ -740,6 +745,14 @@ class EmbeddedBackend(Backend):
             else:
                 w.batches.append(batch)
                 w.pending += len(batch)
+                if w.stall.over_budget(w.pending, now):
+                    log.warning("Forcing %s watcher close due to unresponsiveness: %d undelivered events, "
+                                "buffer %d", w.prefix, w.pending, w.stall.buffer)
+                    w.error = WatcherTooSlow(w.pending, w.stall.buffer)
+                    w.batches.clear()
+                    w.pending = 0
+                    self._watchers.discard(w)
+                    w.stall.close()
             w.wakeup.set()
 
     # -- compaction ---------------------------------------------------------------------

@@ -59,11 +59,18 @@ def tmp() -> Path:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_replacing_the_serving_cert_files_is_seen_by_the_next_connection(tmp):
+def two_serving_cas(d: Path) -> tuple[certs.CertKey, certs.CertKey]:
+    """Two serving CAs (``ca1.crt``, ``ca2.crt`` in ``d``) and a serving pair from the first
+    (``serving.crt`` / ``serving.key``)."""
     ca1, ca2 = certs.new_ca("serving-ca-one"), certs.new_ca("serving-ca-two")
-    (tmp / "ca1.crt").write_bytes(ca1.cert_pem)
-    (tmp / "ca2.crt").write_bytes(ca2.cert_pem)
-    write_pair(tmp, "serving", ca1)
+    (d / "ca1.crt").write_bytes(ca1.cert_pem)
+    (d / "ca2.crt").write_bytes(ca2.cert_pem)
+    write_pair(d, "serving", ca1)
+    return ca1, ca2
+
+
+def test_replacing_the_serving_cert_files_is_seen_by_the_next_connection(tmp):
+    ca1, ca2 = two_serving_cas(tmp)
     srv = FileCertServer(tmp / "data", tmp / "ca1.crt",
                          ["--tls-cert-file", str(tmp / "serving.crt"),
                           "--tls-private-key-file", str(tmp / "serving.key")]).start()
