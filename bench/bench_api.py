@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """API benchmark: requests/s and p50/p99 latency against the running server over HTTPS.
 
-Starts ``extserver serve`` (local mode, 127.0.0.1, a temp data dir; ``--backend etcd3``
-starts a single etcd member on loopback too), then drives it with ``wrk -t2 -c32`` (Debian
-package ``wrk``; wrk presents no client certificate, so the bench server runs with
-``--anonymous-auth`` on loopback) for: get one object, list 100 objects (newest and
+The LOWER BOUND of a request's cost: anonymous requests, no authorizer. Starts ``extserver
+serve`` (127.0.0.1, a temp data dir; ``--backend etcd3`` starts a single etcd member on loopback
+too) with ``--anonymous-auth --authorization-mode AlwaysAllow`` and a client CA it never sees
+used (so it is not in local mode, which admits the admin certificate only), then drives it with
+``wrk -t2 -c32`` (Debian package ``wrk``, which presents no client certificate) for: get one
+object, list 100 objects (newest and
 ``resourceVersion=0``), create, merge-patch; and with a Python asyncio client for watch
 event delivery latency with 100 and 1,000 watchers. Every loop is bounded in count and time.
 
@@ -66,12 +68,16 @@ end
 
 
 def start_server(data: Path, backend: str, etcd_endpoints: list[str] | None, workers: int) -> tuple[subprocess.Popen, str]:
+    from extserver.server import certs
+    data.mkdir(parents=True, exist_ok=True)
+    unused_ca = data.parent / "unused-client-ca.crt"
+    unused_ca.write_bytes(certs.new_ca("bench-unused-client-ca").cert_pem)
     cmd = [sys.executable, "-m", "extserver.cli", "serve", "--bind-address", "127.0.0.1", "--secure-port", "0",
-           "--data-dir", str(data), "--anonymous-auth", "--storage-backend", backend,
+           "--data-dir", str(data), "--anonymous-auth", "--authorization-mode", "AlwaysAllow",
+           "--client-ca-file", str(unused_ca), "--storage-backend", backend,
            "--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0"]
     if etcd_endpoints:
         cmd += ["--etcd-servers", ",".join(etcd_endpoints), "--workers", str(workers)]
-    data.mkdir(parents=True, exist_ok=True)
     log = open(data.parent / "server.log", "w")  # a pipe nobody reads would block the server
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=str(REPO))
     deadline = time.monotonic() + 30
@@ -87,9 +93,8 @@ def start_server(data: Path, backend: str, etcd_endpoints: list[str] | None, wor
 
 
 def client_ssl(data: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(data / "certs" / "apiserver-ca.crt"))
-    ctx.load_cert_chain(str(data / "admin.crt"), str(data / "admin.key"))
-    return ctx
+    """Anonymous, as wrk is: the serving CA only."""
+    return ssl.create_default_context(cafile=str(data / "certs" / "apiserver-ca.crt"))
 
 
 async def seed(url: str, ctx: ssl.SSLContext, n: int) -> None:
