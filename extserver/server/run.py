@@ -223,8 +223,12 @@ def run_serve(args) -> int:
         path_matcher(args.authorization_always_allow_paths)
     except ValueError as e:
         raise FlagError(f"--authorization-always-allow-paths: {e}") from None
+    from ..server.connections import ConnectionLimits
+    limits = ConnectionLimits(read_header_timeout=args.read_header_timeout, idle_timeout=args.idle_timeout,
+                              max_header_bytes=args.max_header_bytes, tls_handshake_timeout=args.tls_handshake_timeout,
+                              max_connections=args.max_connections, max_tls_handshakes=args.max_tls_handshakes)
     serving = ServingOptions(request_timeout=args.request_timeout, max_requests_inflight=args.max_requests_inflight,
-                             max_mutating_requests_inflight=args.max_mutating_requests_inflight)
+                             max_mutating_requests_inflight=args.max_mutating_requests_inflight, connections=limits)
     auditor = make_auditor(args)
     backend = make_backend(args)
     hc = HandlerConfig(max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout)
