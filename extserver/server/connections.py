@@ -144,12 +144,23 @@ class HTTPConnection(RequestHandler):
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._tail = b""  # the last bytes seen, to find a header end split across reads
+        self._body = None  # the payload of the last request parsed, until its last byte came
         self.last_activity = tracker.loop.time()
 
     @property
     def idle(self) -> bool:
         """No request in progress and none begun: closing it loses nothing."""
-        return not self._request_in_progress and not self._messages and self._header_bytes == 0
+        return self._between_requests() and self._header_bytes == 0
+
+    def _between_requests(self) -> bool:
+        """The next bytes are a request's headers (not a body, not pipelined behind one)."""
+        if self._request_in_progress or self._messages or self._force_close:
+            return False
+        if self._body is not None:
+            if not self._body.is_eof():
+                return False
+            self._body = None
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -173,12 +184,12 @@ class HTTPConnection(RequestHandler):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if not self._request_in_progress and not self._messages:
+        if self._between_requests():
             self._tracker.connections.pop(self, None)
             self.force_close()
 
     def data_received(self, data: bytes) -> None:
-        reading_headers = not self._request_in_progress and not self._messages and not self._force_close
+        reading_headers = self._between_requests()
         if reading_headers and data:
             self.last_activity = self._tracker.loop.time()
             self._arm()
@@ -196,6 +207,7 @@ class HTTPConnection(RequestHandler):
                 self._header_bytes += len(data)
         super().data_received(data)
         if self._messages and reading_headers:  # headers complete: the handler takes over
+            self._body = self._messages[-1][1]
             self._disarm()
             self._header_bytes = 0
             self._tail = b""

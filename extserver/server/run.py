@@ -182,7 +182,7 @@ def run_serve(args) -> int:
     groups = load_groups(args)
     data_dir = Path(args.data_dir)
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        certs.ensure_private_dir(data_dir)  # 0700, as kube keeps etcd's data directory
     except OSError as e:
         raise FlagError(f"--data-dir {args.data_dir}: {e.strerror}") from None
     cert_dir = Path(args.cert_dir) if args.cert_dir else data_dir / "certs"
@@ -208,6 +208,7 @@ def run_serve(args) -> int:
     else:
         hosts = [f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", "localhost"]
         ips = ["127.0.0.1"] + ([args.bind_address] if args.bind_address not in ("0.0.0.0", "::", "127.0.0.1") else [])
+        certs.ensure_private_dir(cert_dir)
         c, k, ca = certs.ensure_self_signed_serving(cert_dir, hosts=hosts, ips=ips)
         cert_file, key_file, serving_ca = str(c), str(k), ca.read_bytes()
 
