@@ -40,6 +40,8 @@ from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger("extserver.connections")
 
+#: a TLS close (flush + close_notify) lasts this at most; then the socket is dropped
+SHUTDOWN_TIMEOUT = 5.0
 #: Go's slack over MaxHeaderBytes (net/http: initialReadLimitSize)
 HEADER_SLACK = 4096
 #: Go's answers written straight to the connection for framing errors (net/http server.go)
@@ -112,9 +114,8 @@ class ConnectionTracker:
                 self.refused += 1
                 return False
             victim = min(idle, key=lambda c: c.last_activity)
-            self.connections.pop(victim, None)
             self.shed_idle += 1
-            victim.force_close()
+            victim.drop()
         hs_cap = self.limits.max_tls_handshakes
         if tls and hs_cap and len(self.handshakes) >= hs_cap:
             oldest = next(iter(self.handshakes))
@@ -185,8 +186,16 @@ class HTTPConnection(RequestHandler):
     def _header_timeout(self) -> None:
         self._header_timer = None
         if self._between_requests():
-            self._tracker.connections.pop(self, None)
-            self.force_close()
+            self.drop()
+
+    def drop(self) -> None:
+        """Close at once, without TLS's close_notify exchange: a peer that never reads
+        must not keep the descriptor for the shutdown timeout."""
+        self._disarm()
+        self._tracker.connections.pop(self, None)
+        if self.transport is not None:
+            self.transport.abort()
+        self.force_close()
 
     def data_received(self, data: bytes) -> None:
         reading_headers = self._between_requests()
@@ -306,7 +315,8 @@ class LimitedSite(web.TCPSite):
             await tracker.loop.connect_accepted_socket(
                 lambda: HTTPConnection(server, tracker, loop=tracker.loop, **kwargs), hs.sock,
                 ssl=self.tls_context,
-                ssl_handshake_timeout=tracker.limits.handshake_timeout if self.tls_context else None)
+                ssl_handshake_timeout=tracker.limits.handshake_timeout if self.tls_context else None,
+                ssl_shutdown_timeout=SHUTDOWN_TIMEOUT if self.tls_context else None)
         except (OSError, asyncio.TimeoutError, asyncio.CancelledError):
             hs.sock.close()  # refused, timed out, shed or gone: nothing to answer
         finally:
