@@ -107,7 +107,8 @@ def http_response(s: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
 def srv():
     # 200 descriptors in all: without the connection cap, 200 idle TLS connections exhaust them
     s = LimitedServer(new_tmp_dir("extserver-conn-"), 200, 200,
-                      extra_args=["--read-header-timeout", "1s", "--idle-timeout", "2s"]).start()
+                      extra_args=["--read-header-timeout", "1s", "--idle-timeout", "2s",
+                                  "--tls-handshake-timeout", "30s", "--max-tls-handshakes", "8"]).start()
     yield s
     s.stop()
     shutil.rmtree(s.data_dir, ignore_errors=True)
@@ -125,6 +126,27 @@ def test_idle_tls_connections_without_cert_do_not_lock_out_the_admin(srv):
         assert admin.get("/readyz").status_code == 200
         r = admin.get(FL_B + "/flunders")
         assert r.status_code == 200 and r.json()["kind"] == "FlunderList"
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_stalled_tls_handshakes_do_not_lock_out_the_admin(srv):
+    held = []
+    try:
+        for _ in range(220):  # TCP connections that never send a ClientHello (handshake timeout: 30 s)
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=HANG_GUARD)
+            held.append(raw)
+        time.sleep(0.5)  # let the server accept them all
+        admin = API(srv)
+        assert admin.get("/readyz").status_code == 200
+        assert admin.get(FL_B + "/flunders").status_code == 200
+        # the oldest stalled handshakes were aborted to make room
+        held[0].settimeout(HANG_GUARD)
+        try:
+            assert held[0].recv(1) == b""
+        except ConnectionResetError:
+            pass
     finally:
         for s in held:
             s.close()
