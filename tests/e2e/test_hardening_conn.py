@@ -242,8 +242,11 @@ def test_tls12_offers_only_gos_default_cipher_suites(srv):
 POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"
 
 
-def _mode(p) -> int:
-    return stat.S_IMODE(os.stat(p).st_mode)
+def assert_private(files, dirs) -> None:
+    for f in files:
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+    for d in dirs:
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, d
 
 
 def test_files_the_server_writes_are_private_and_loose_modes_are_tightened():
@@ -260,10 +263,7 @@ def test_files_the_server_writes_are_private_and_loose_modes_are_tightened():
         s = ServerProcess(data, extra_args=args).start()
         try:
             assert API(s).post(FL_B + "/namespaces/default/flunders", flunder("m")).status_code == 201
-            for f in private_files:
-                assert _mode(f) == 0o600, f
-            for d in private_dirs:
-                assert _mode(d) == 0o700, d
+            assert_private(private_files, private_dirs)
         finally:
             s.stop()
         for f in private_files:  # an older deployment's modes
@@ -273,10 +273,7 @@ def test_files_the_server_writes_are_private_and_loose_modes_are_tightened():
             os.chmod(d, 0o755)
         s = ServerProcess(data, extra_args=args).start()
         try:
-            for f in private_files:
-                assert _mode(f) == 0o600, f
-            for d in private_dirs:
-                assert _mode(d) == 0o700, d
+            assert_private(private_files, private_dirs)
         finally:
             s.stop()
     finally:
@@ -289,17 +286,21 @@ BIG_OBJECTS = 60
 PAD = "p" * 200_000  # ~12 MB of list body: far more than the socket buffers of a client that reads nothing
 
 
+def seed_big(srv: ClusterServer, bob) -> None:
+    for i in range(BIG_OBJECTS):
+        body = flunder(f"big-{i:03d}", ns="big")
+        body["metadata"]["annotations"] = {"pad": PAD}
+        r = srv.request("POST", FL_B + "/namespaces/big/flunders", cert=bob, body=body)
+        assert r.status == 201, r.body
+
+
 @pytest.fixture(scope="module")
 def cluster():
     env = ClusterEnv()
     env.standin.allow_users("bob")
     srv = ClusterServer(env, ["--max-requests-inflight", "2"]).start()
     bob = env.cert("bob", env.client_ca, "bob")
-    for i in range(BIG_OBJECTS):
-        body = flunder(f"big-{i:03d}", ns="big")
-        body["metadata"]["annotations"] = {"pad": PAD}
-        r = srv.request("POST", FL_B + "/namespaces/big/flunders", cert=bob, body=body)
-        assert r.status == 201, r.body
+    seed_big(srv, bob)
     yield srv, bob
     srv.close()
     env.close()
@@ -399,10 +400,7 @@ def test_request_timeout_cuts_a_list_whose_body_is_not_taken():
     srv = ClusterServer(env, ["--request-timeout", "2s"]).start()
     try:
         bob = env.cert("bob", env.client_ca, "bob")
-        for i in range(BIG_OBJECTS):
-            body = flunder(f"big-{i:03d}", ns="big")
-            body["metadata"]["annotations"] = {"pad": PAD}
-            assert srv.request("POST", FL_B + "/namespaces/big/flunders", cert=bob, body=body).status == 201
+        seed_big(srv, bob)
         s = start_stalled_list(srv, bob)
         assert wait_inflight(srv, bob, 1) >= 1
         for _ in range(100):  # until the deadline has passed and the handler let go
