@@ -7,7 +7,10 @@ Starts ``extserver serve`` (local mode, embedded store, 127.0.0.1, a temp data d
 every 10 ms on another connection while the list is read, and prints the list's duration
 and size and the probes' p50/p99/max latency. Every loop is bounded in count and time.
 
-    python bench/bench_big_list.py [--objects 100000] [--probe-interval 0.01]
+    python bench/bench_big_list.py [--objects 100000] [--probe-interval 0.01] [--data-dir DIR]
+
+With ``--data-dir`` the store is kept there and reused by the next run (seeded only when
+empty): a server restarted on a big store is the common case, and seeding takes minutes.
 """
 from __future__ import annotations
 
@@ -115,12 +118,15 @@ async def measure(url: str, ctx: ssl.SSLContext, accept: str, interval: float, l
 
 
 async def main_async(args) -> None:
-    data = Path(tempfile.mkdtemp(prefix="extserver-bench-big-"))
+    keep = args.data_dir is not None
+    data = Path(args.data_dir) if keep else Path(tempfile.mkdtemp(prefix="extserver-bench-big-"))
+    seeded = (data / "store" / "store.db").exists()
     proc, url = start_server(data)
     try:
         ctx = client_ssl(data)
-        took = await seed(url, ctx, args.objects)
-        print(f"seeded {args.objects} objects in {took:.1f}s ({args.objects / took:.0f}/s)")
+        if not seeded:
+            took = await seed(url, ctx, args.objects)
+            print(f"seeded {args.objects} objects in {took:.1f}s ({args.objects / took:.0f}/s)")
         for name, accept in ACCEPTS.items():
             r = await measure(url, ctx, accept, args.probe_interval, args.list_timeout)
             p = [x * 1000 for x in r["probes"]]
@@ -133,13 +139,15 @@ async def main_async(args) -> None:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=100_000)
     ap.add_argument("--probe-interval", type=float, default=0.01, help="seconds between /healthz probes")
+    ap.add_argument("--data-dir", default=None, help="keep the store here and reuse it (seeded when empty)")
     ap.add_argument("--list-timeout", type=float, default=600.0, help="give up on one list after this")
     asyncio.run(main_async(ap.parse_args()))
 

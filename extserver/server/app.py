@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -460,6 +461,10 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
         server.tls = tls
         tls.start()
     await server.prepare()
+    # what start-up loaded (the store's index, caches) is long-lived: keep it out of the
+    # cyclic collector's full passes, which otherwise scan it all and pause the loop
+    gc.collect()
+    gc.freeze()
     app = server.make_app()
     drain_timeout = max(server.serving.request_timeout, 1.0) + 5.0
     # auto_decompress=False: like Go's net/http, a request's Content-Encoding is not applied
