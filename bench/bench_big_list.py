@@ -5,7 +5,7 @@ Starts ``extserver serve`` (local mode, embedded store, 127.0.0.1, a temp data d
 ``--objects`` flunders (32 concurrent creates), then for each of a Table list (what
 ``kubectl get`` asks for), a YAML list and a JSON list of all of them, probes ``/healthz``
 every 10 ms on another connection while the list is read, and prints the list's duration
-and size and the probes' p50/p99/max latency. Every loop is bounded in count and time.
+and size and the probes' p50/p99/max latency, after a baseline of probes alone. Every loop is bounded in count and time.
 
     python bench/bench_big_list.py [--objects 100000] [--probe-interval 0.01] [--data-dir DIR]
 
@@ -31,6 +31,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 BASE = "/apis/wardle.example.com/v1beta1"
 NS = "bench"
+#: "none": no list, the probes' baseline on this machine
 ACCEPTS = {"table": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
            "yaml": "application/yaml", "json": "application/json"}
 
@@ -87,7 +88,7 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def measure(url: str, ctx: ssl.SSLContext, accept: str, interval: float, limit_s: float) -> dict:
+async def measure(url: str, ctx: ssl.SSLContext, accept: str | None, interval: float, limit_s: float) -> dict:
     probes: list[float] = []
     done = asyncio.Event()
 
@@ -103,6 +104,11 @@ async def measure(url: str, ctx: ssl.SSLContext, accept: str, interval: float, l
 
     prober = asyncio.create_task(probe())
     await asyncio.sleep(0.2)  # probes running before the list starts
+    if accept is None:  # the baseline: probes alone for 2 s
+        await asyncio.sleep(2.0)
+        done.set()
+        await prober
+        return {"status": 0, "bytes": 0, "seconds": 2.0, "probes": probes}
     conn = aiohttp.TCPConnector(ssl=ctx, limit=1)
     t = time.perf_counter()
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=limit_s)) as s:
@@ -127,7 +133,7 @@ async def main_async(args) -> None:
         if not seeded:
             took = await seed(url, ctx, args.objects)
             print(f"seeded {args.objects} objects in {took:.1f}s ({args.objects / took:.0f}/s)")
-        for name, accept in ACCEPTS.items():
+        for name, accept in [("none", None)] + list(ACCEPTS.items()):
             r = await measure(url, ctx, accept, args.probe_interval, args.list_timeout)
             p = [x * 1000 for x in r["probes"]]
             print(f"{name:5s} list: HTTP {r['status']}, {r['bytes'] / 1e6:.1f} MB in {r['seconds']:.2f}s | "

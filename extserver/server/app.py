@@ -372,6 +372,16 @@ class ExtServer:
                  "# TYPE apiserver_dropped_requests_total counter",
                  f'apiserver_dropped_requests_total{{request_kind="mutating"}} {c.dropped_mutating}',
                  f'apiserver_dropped_requests_total{{request_kind="readOnly"}} {c.dropped_read_only}']
+        t = self.connections
+        if t is not None:  # the listener's (server/connections.py); not kube metrics
+            lines += ["# HELP extserver_open_connections Open connections, TLS handshakes in flight included.",
+                      "# TYPE extserver_open_connections gauge", f"extserver_open_connections {t.open}",
+                      "# HELP extserver_shed_connections_total Connections closed by the connection caps: idle "
+                      "ones closed for a new one, stalled handshakes aborted, new ones refused.",
+                      "# TYPE extserver_shed_connections_total counter",
+                      f'extserver_shed_connections_total{{reason="idle"}} {t.shed_idle}',
+                      f'extserver_shed_connections_total{{reason="handshake"}} {t.shed_handshakes}',
+                      f'extserver_shed_connections_total{{reason="refused"}} {t.refused}']
         if self.auditor is not None:
             sink = self.auditor.sink
             lines += ["# HELP apiserver_audit_event_total Counter of audit events generated and sent to the audit "

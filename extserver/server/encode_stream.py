@@ -30,7 +30,7 @@ from ..machinery import errors as E
 from ..machinery import negotiation as N
 
 #: encoding work between two writes (the loop serves others in between)
-SLICE_SECONDS = 0.005
+SLICE_SECONDS = 0.002
 #: output buffered between two writes at most
 FLUSH_BYTES = 1 << 16
 

@@ -141,6 +141,10 @@ def test_stalled_tls_handshakes_do_not_lock_out_the_admin(srv):
         admin = API(srv)
         assert admin.get("/readyz").status_code == 200
         assert admin.get(FL_B + "/flunders").status_code == 200
+        metrics = admin.get("/metrics").text
+        assert 'extserver_shed_connections_total{reason="handshake"}' in metrics
+        shed = next(ln for ln in metrics.splitlines() if ln.startswith('extserver_shed_connections_total{reason="handshake"}'))
+        assert int(shed.split()[-1]) > 0
         # the oldest stalled handshakes were aborted to make room
         held[0].settimeout(HANG_GUARD)
         try:
