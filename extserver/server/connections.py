@@ -270,6 +270,8 @@ class LimitedSite(web.TCPSite):
         try:
             if self._reuse_address:
                 lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # "::" is IPv6 only, as asyncio's create_server binds it
+                lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             lsock.bind(addr)
             lsock.listen(self._backlog)
         except OSError:
