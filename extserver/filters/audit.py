@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -186,6 +188,20 @@ def _rule(r: Any, i: int, policy_omit: frozenset[str]) -> PolicyRule:
 
 
 # --- the log backend -------------------------------------------------------------------------
+def _open_private(path: str) -> IO[bytes]:
+    """The audit log for appending, mode 0600 as kube writes it (an existing looser file is
+    tightened)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
+            os.fchmod(fd, st.st_mode & 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab")
+
+
 class AuditLogSink:
     """JSON lines to a file (or stdout), written by one thread. ``write`` never blocks: lines
     gather on the event loop for ``FLUSH_INTERVAL`` and go to the thread as one batch (one
@@ -194,7 +210,7 @@ class AuditLogSink:
     def __init__(self, path: str):
         self.path = path
         # opened at startup (before serving): a path that cannot be written is a flag error
-        self._file: IO[bytes] = sys.stdout.buffer if path == "-" else open(path, "ab")  # noqa: SIM115
+        self._file: IO[bytes] = sys.stdout.buffer if path == "-" else _open_private(path)
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(QUEUE_LIMIT)
         self._pending: list[bytes] = []
         self._flush_scheduled = False

@@ -4,13 +4,16 @@ from its arrival; past it the client gets a 504 ``Timeout`` ``Status`` at once. 
 the handler is not interrupted (a storage write in progress completes), only its body reads
 fail; its late answer is dropped. No task per request: a timer, cancelled on time.
 Watches are not cut here: they end at a random point between ``--min-request-timeout``
-and twice it (the watch handler)."""
+and twice it (the watch handler). A handler that streams its body (big lists) asks
+:func:`deadline_passed` between slices and stops; once its headers are out, the deadline
+aborts the connection (kube: ``http.ErrAbortHandler``), so the client sees a cut body."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -22,6 +25,10 @@ log = logging.getLogger("extserver.timeout")
 
 TIMEOUT_MESSAGE = "request did not complete within the allotted timeout"
 INVALID_TIMEOUT = "invalid timeout specified in the request URL"
+
+#: where the request keeps its deadline (for handlers that stream)
+DEADLINE_KEY: Any = web.RequestKey("extserver_deadline", object) if hasattr(web, "RequestKey") \
+    else "extserver_deadline"
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+\.?\d*|\.\d+)([^\d.]*)")
@@ -58,19 +65,21 @@ class _Deadline:
     ``timeoutReader``). If the handler's own response had already started, the connection
     is closed instead (kube aborts it)."""
 
-    __slots__ = ("ctx", "sent", "sending")
+    __slots__ = ("ctx", "sent", "sending", "fired")
 
     def __init__(self, ctx: RequestContext):
         self.ctx = ctx
         self.sent: web.Response | None = None
         self.sending: asyncio.Task | None = None
+        self.fired = False
 
     def fire(self) -> None:
+        self.fired = True
         r = self.ctx.request
         r.content.set_exception(asyncio.TimeoutError(TIMEOUT_MESSAGE))
         if self.ctx.response_started:
             if r.transport is not None:
-                r.transport.close()
+                r.transport.abort()
             return
         self.sent = resp = status_response(E.Timeout(f"Timeout: {TIMEOUT_MESSAGE}"))
         resp.force_close()
@@ -82,6 +91,12 @@ class _Deadline:
             await resp.write_eof()
         except (ConnectionError, RuntimeError):
             pass  # the client is gone
+
+
+def deadline_passed(request: web.Request) -> bool:
+    """The request's deadline fired (its 504 is answered or its connection aborted)."""
+    d = request.get(DEADLINE_KEY)
+    return d is not None and d.fired
 
 
 def with_timeout(handler: Handler, request_timeout: float) -> Handler:
@@ -100,6 +115,7 @@ def with_timeout(handler: Handler, request_timeout: float) -> Handler:
         if limit <= 0:
             return await handler(ctx)
         deadline = _Deadline(ctx)
+        ctx.request[DEADLINE_KEY] = deadline
         timer = asyncio.get_running_loop().call_later(max(0.0, ctx.started + limit - time.monotonic()),
                                                       deadline.fire)
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ import struct
 import termios
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import orjson
@@ -48,6 +49,8 @@ from ..machinery import negotiation as N
 from ..registry.store import Registry
 from ..storage.interface import Backend
 from . import discovery
+from .connections import NOT_IMPLEMENTED, ConnectionLimits, LimitedSite, default_max_connections, \
+    unsupported_transfer_encoding
 from .handlers import HandlerConfig, ResourceHandler
 from .health import Health, adapt
 from .metrics import MetricsRegistry, RequestMetrics, process_metrics
@@ -68,11 +71,13 @@ ShutdownHook = Callable[[], Awaitable[None]]
 @dataclass(slots=True)
 class ServingOptions:
     """The request chain's limits (``--request-timeout``, ``--max-requests-inflight``,
-    ``--max-mutating-requests-inflight``; 0 = no limit)."""
+    ``--max-mutating-requests-inflight``; 0 = no limit) and the listener's
+    (:class:`~.connections.ConnectionLimits`)."""
 
     request_timeout: float = 60.0
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def aggregated_discovery_version(accept: str) -> str | None:
@@ -136,6 +141,8 @@ class ExtServer:
         self.shutdown_hooks: list[ShutdownHook] = []
         #: the serving TLS once ``serve`` runs with one (``set_client_cas``)
         self.tls: DynamicTLS | None = None
+        #: the listener's connection counts once ``serve`` runs
+        self.connections = None
         for g in groups:
             for res in g.resources.values():
                 reg = Registry(res, backend, admission=self._admission_for(g), server=self)
@@ -219,6 +226,10 @@ class ExtServer:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler: one context per request through the chain; then the request
         metrics and the access log line."""
+        if unsupported_transfer_encoding(request):
+            resp = web.Response(status=501, text=NOT_IMPLEMENTED.decode(), charset="utf-8")
+            resp.force_close()
+            return resp
         started = time.monotonic()
         ctx = RequestContext(request, request.headers.get(AUDIT_ID_HEADER) or str(uuid.uuid4()), time.time(),
                              started)
@@ -361,6 +372,16 @@ class ExtServer:
                  "# TYPE apiserver_dropped_requests_total counter",
                  f'apiserver_dropped_requests_total{{request_kind="mutating"}} {c.dropped_mutating}',
                  f'apiserver_dropped_requests_total{{request_kind="readOnly"}} {c.dropped_read_only}']
+        t = self.connections
+        if t is not None:  # the listener's (server/connections.py); not kube metrics
+            lines += ["# HELP extserver_open_connections Open connections, TLS handshakes in flight included.",
+                      "# TYPE extserver_open_connections gauge", f"extserver_open_connections {t.open}",
+                      "# HELP extserver_shed_connections_total Connections closed by the connection caps: idle "
+                      "ones closed for a new one, stalled handshakes aborted, new ones refused.",
+                      "# TYPE extserver_shed_connections_total counter",
+                      f'extserver_shed_connections_total{{reason="idle"}} {t.shed_idle}',
+                      f'extserver_shed_connections_total{{reason="handshake"}} {t.shed_handshakes}',
+                      f'extserver_shed_connections_total{{reason="refused"}} {t.refused}']
         if self.auditor is not None:
             sink = self.auditor.sink
             lines += ["# HELP apiserver_audit_event_total Counter of audit events generated and sent to the audit "
@@ -451,6 +472,10 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
         server.tls = tls
         tls.start()
     await server.prepare()
+    # what start-up loaded (the store's index, caches) is long-lived: keep it out of the
+    # cyclic collector's full passes, which otherwise scan it all and pause the loop
+    gc.collect()
+    gc.freeze()
     app = server.make_app()
     drain_timeout = max(server.serving.request_timeout, 1.0) + 5.0
     # auto_decompress=False: like Go's net/http, a request's Content-Encoding is not applied
@@ -458,13 +483,14 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=drain_timeout,
                            auto_decompress=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_address=True,
-                       reuse_port=reuse_port or None)
+    limits = server.serving.connections
+    if not limits.max_connections:
+        limits.max_connections = default_max_connections(_open_files_limit())
+    site = LimitedSite(runner, host, port, ssl_context=ssl_context, limits=limits, backlog=1024,
+                       reuse_address=True, reuse_port=bool(reuse_port))
     await site.start()
-    bound = port
-    for s in (site._server.sockets if site._server else []):  # type: ignore[union-attr]
-        bound = s.getsockname()[1]
-        break
+    server.connections = site.tracker
+    bound = site.port
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -496,6 +522,14 @@ async def serve(server: ExtServer, *, host: str, port: int, ssl_context: ssl.SSL
     await server.stop()
     log.info("server stopped")
     return code
+
+
+def _open_files_limit() -> int:
+    try:
+        import resource
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        return 1024
 
 
 def _open_sockets(connections: list) -> list[tuple[int, int]]:

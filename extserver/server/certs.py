@@ -1,6 +1,8 @@
 """Certificates: self-signed serving certs (reused on restart), a local CA and client certs.
 
-EC P-256 keys (fast to generate), written with 0600 permissions. Never logged."""
+EC P-256 keys (fast to generate), written with 0600 permissions in 0700 directories (files
+and directories of an older deployment with looser modes are tightened when reused).
+Never logged."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -81,8 +83,24 @@ def issue(ca: CertKey, cn: str, *, orgs: list[str] | None = None, dns: list[str]
     return CertKey(b.sign(ca.key, hashes.SHA256()), key)
 
 
+def tighten(path: Path, mode: int) -> None:
+    """Remove any permission bit beyond ``mode`` from ``path`` (if it exists and is ours)."""
+    try:
+        st = path.stat()
+        if st.st_mode & 0o777 & ~mode and st.st_uid == os.geteuid():
+            os.chmod(path, st.st_mode & 0o777 & mode)
+    except FileNotFoundError:
+        pass
+
+
+def ensure_private_dir(path: Path) -> None:
+    """``path`` exists with mode 0700 (kube: etcd's data directory)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tighten(path, 0o700)
+
+
 def write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -102,6 +120,7 @@ def ensure_self_signed_serving(cert_dir: Path, *, hosts: list[str], ips: list[st
     the serving cert followed by its CA, as kube's self-signed generation writes it."""
     crt, key, ca_path = cert_dir / "apiserver.crt", cert_dir / "apiserver.key", cert_dir / "apiserver-ca.crt"
     if crt.exists() and key.exists() and ca_path.exists():
+        _tighten_all(cert_dir, crt, key, ca_path)
         return crt, key, ca_path
     ca = new_ca(f"{hosts[0] if hosts else 'localhost'}-ca@{int(_now().timestamp())}")
     leaf = issue(ca, hosts[0] if hosts else "localhost", dns=hosts, ips=ips, server=True)
@@ -115,6 +134,7 @@ def ensure_self_signed_serving(cert_dir: Path, *, hosts: list[str], ips: list[st
 def ensure_ca(directory: Path, name: str, cn: str) -> CertKey:
     c, k = directory / f"{name}.crt", directory / f"{name}.key"
     if c.exists() and k.exists():
+        _tighten_all(directory, c, k)
         return load_pair(c, k)
     ca = new_ca(cn)
     write_private(k, ca.key_pem)
@@ -128,4 +148,12 @@ def ensure_client_cert(directory: Path, name: str, ca: CertKey, cn: str, orgs: l
         leaf = issue(ca, cn, orgs=orgs, client=True)
         write_private(k, leaf.key_pem)
         write_private(c, leaf.cert_pem)
+    else:
+        _tighten_all(directory, c, k)
     return c, k
+
+
+def _tighten_all(directory: Path, *files: Path) -> None:
+    tighten(directory, 0o700)
+    for f in files:
+        tighten(f, 0o600)

@@ -27,6 +27,7 @@ from ..registry import fieldmanager
 from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent, parse_resource_version
 from ..storage.interface import KeyValue, StorageError
 from ..storage.slowwatch import WATCH_CLOSER
+from .encode_stream import write_list
 from ..filters.requestinfo import RequestInfo
 
 STATUS_SUCCESS_KIND = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
@@ -109,7 +110,6 @@ class ResourceHandler:
         self.config = config
         self.res = registry.resource
         self.strategy = registry.strategy
-        self._list_head = ('{"apiVersion":"%s","kind":"%s","metadata":' % (sv.api_version, sv.list_kind)).encode()
         self._validator: SchemaValidator | None = None
 
     # --- entry --------------------------------------------------------------------------
@@ -188,24 +188,14 @@ class ResourceHandler:
 
     def _table(self, kvs: list[KeyValue], rv: str, cont: str, out: N.Output, request: web.Request,
                remaining: int | None = None, headers: bool = True) -> dict:
-        cols = self.strategy.table_columns()
-        include = _q(request, "includeObject", "Metadata")
-        now = _dt.datetime.now(_dt.timezone.utc)
-        rows = []
-        for kv in kvs:
-            hub = self.codec.hub(kv)
-            cells = []
-            for c in cols:
-                v = c.value(hub)
-                if c.format == "age":
-                    v = human_duration((now - parse_rfc3339(v)).total_seconds()) if v else "<unknown>"
-                cells.append(v)
-            row: dict[str, Any] = {"cells": cells}
-            if include == "Object":
-                row["object"] = self.codec.versioned_dict(kv, self.sv.version)
-            elif include != "None":
-                row["object"] = self._pom(kv, out.conv_version)
-            rows.append(row)
+        t = self._table_head(rv, cont, out, remaining, headers)
+        row = self._table_row_encoder(out, request)
+        t["rows"] = [row(kv) for kv in kvs]
+        return t
+
+    def _table_head(self, rv: str, cont: str, out: N.Output, remaining: int | None = None,
+                    headers: bool = True) -> dict:
+        """A Table's fields before its rows."""
         md: dict[str, Any] = {"resourceVersion": rv}
         if cont:
             md["continue"] = cont
@@ -215,11 +205,32 @@ class ResourceHandler:
         if headers:
             t["columnDefinitions"] = [
                 {"name": c.name, "type": c.type, "format": "" if c.format == "age" else c.format,
-                 "description": c.description, "priority": c.priority} for c in cols]
+                 "description": c.description, "priority": c.priority} for c in self.strategy.table_columns()]
         else:
             t["columnDefinitions"] = None
-        t["rows"] = rows
         return t
+
+    def _table_row_encoder(self, out: N.Output, request: web.Request):
+        """``kv -> row`` for one response (columns, ``includeObject`` and "now" fixed once)."""
+        cols = self.strategy.table_columns()
+        include = _q(request, "includeObject", "Metadata")
+        now = _dt.datetime.now(_dt.timezone.utc)
+
+        def row(kv: KeyValue) -> dict:
+            hub = self.codec.hub(kv)
+            cells = []
+            for c in cols:
+                v = c.value(hub)
+                if c.format == "age":
+                    v = human_duration((now - parse_rfc3339(v)).total_seconds()) if v else "<unknown>"
+                cells.append(v)
+            r: dict[str, Any] = {"cells": cells}
+            if include == "Object":
+                r["object"] = self.codec.versioned_dict(kv, self.sv.version)
+            elif include != "None":
+                r["object"] = self._pom(kv, out.conv_version)
+            return r
+        return row
 
     # --- reads --------------------------------------------------------------------------
     async def get(self, request: web.Request, info: RequestInfo, pretty: bool) -> web.Response:
@@ -263,32 +274,33 @@ class ResourceHandler:
                 "resourceVersionMatch", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')])
         return opts
 
-    async def list(self, request: web.Request, info: RequestInfo, pretty: bool) -> web.Response:
+    async def list(self, request: web.Request, info: RequestInfo, pretty: bool) -> web.StreamResponse:
         out = N.negotiate(request.headers.get("Accept"), pretty=pretty,
                           allowed_conv=("Table", "PartialObjectMetadataList"))
         opts = self._list_options(request, info)
         r = await self.registry.list(info.namespace, opts)
         rv = str(r.revision)
+        # written in slices with back-pressure (encode_stream): a big list never blocks the loop
         if out.conv == "Table":
-            return respond(self._table(r.items, rv, r.continue_token, out, request, r.remaining), out)
+            return await write_list(request, out, self._table_head(rv, r.continue_token, out, r.remaining), "rows",
+                                    r.items, self._table_row_encoder(out, request))
         md: dict[str, Any] = {"resourceVersion": rv}
         if r.continue_token:
             md["continue"] = r.continue_token
         if r.remaining:
             md["remainingItemCount"] = r.remaining
         if out.conv == "PartialObjectMetadataList":
-            doc = {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{out.conv_version}",
-                   "metadata": md, "items": [self._pom(kv, out.conv_version) for kv in r.items]}
-            return respond(doc, out)
-        if out.media == "json" and not out.pretty:
-            v = self.sv.version
+            cv = out.conv_version
+            return await write_list(request, out, {"kind": "PartialObjectMetadataList",
+                                                   "apiVersion": f"meta.k8s.io/{cv}", "metadata": md},
+                                    "items", r.items, lambda kv: self._pom(kv, cv))
+        head = {"apiVersion": self.sv.api_version, "kind": self.sv.list_kind, "metadata": md}
+        v = self.sv.version
+        if out.media == "json" and not out.pretty:  # the stored bytes, re-encoded once per version
             vb = self.codec.versioned_bytes
-            body = b"".join((self._list_head, orjson.dumps(md), b',"items":[',
-                             b",".join([vb(kv, v) for kv in r.items]), b"]}"))
-            return web.Response(body=body, content_type=N.JSON)
-        doc = {"apiVersion": self.sv.api_version, "kind": self.sv.list_kind, "metadata": md,
-               "items": [self.codec.versioned_dict(kv, self.sv.version) for kv in r.items]}
-        return respond(doc, out)
+            return await write_list(request, out, head, "items", r.items, lambda kv: vb(kv, v))
+        vd = self.codec.versioned_dict
+        return await write_list(request, out, head, "items", r.items, lambda kv: vd(kv, v))
 
     async def watch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         out = N.negotiate(request.headers.get("Accept"), allowed_conv=("Table", "PartialObjectMetadata"))

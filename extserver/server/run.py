@@ -185,7 +185,7 @@ def run_serve(args) -> int:
     groups = load_groups(args)
     data_dir = Path(args.data_dir)
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        certs.ensure_private_dir(data_dir)  # 0700, as kube keeps etcd's data directory
     except OSError as e:
         raise FlagError(f"--data-dir {args.data_dir}: {e.strerror}") from None
     cert_dir = Path(args.cert_dir) if args.cert_dir else data_dir / "certs"
@@ -212,6 +212,7 @@ def run_serve(args) -> int:
     else:
         hosts = [f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", "localhost"]
         ips = ["127.0.0.1"] + ([args.bind_address] if args.bind_address not in ("0.0.0.0", "::", "127.0.0.1") else [])
+        certs.ensure_private_dir(cert_dir)
         c, k, ca = certs.ensure_self_signed_serving(cert_dir, hosts=hosts, ips=ips)
         cert_file, key_file, serving_ca = str(c), str(k), ca.read_bytes()
 
@@ -227,8 +228,12 @@ def run_serve(args) -> int:
         path_matcher(args.authorization_always_allow_paths)
     except ValueError as e:
         raise FlagError(f"--authorization-always-allow-paths: {e}") from None
+    from ..server.connections import ConnectionLimits
+    limits = ConnectionLimits(read_header_timeout=args.read_header_timeout, idle_timeout=args.idle_timeout,
+                              max_header_bytes=args.max_header_bytes, tls_handshake_timeout=args.tls_handshake_timeout,
+                              max_connections=args.max_connections, max_tls_handshakes=args.max_tls_handshakes)
     serving = ServingOptions(request_timeout=args.request_timeout, max_requests_inflight=args.max_requests_inflight,
-                             max_mutating_requests_inflight=args.max_mutating_requests_inflight)
+                             max_mutating_requests_inflight=args.max_mutating_requests_inflight, connections=limits)
     auditor = make_auditor(args)
     backend = make_backend(args)
     hc = HandlerConfig(max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout)

@@ -33,6 +33,18 @@ log = logging.getLogger("extserver.tls")
 
 MIN_VERSIONS = {"VersionTLS12": ssl.TLSVersion.TLSv1_2, "VersionTLS13": ssl.TLSVersion.TLSv1_3}
 
+#: TLS 1.2 suites: Go's crypto/tls defaults (what kube-apiserver offers without
+#: --tls-cipher-suites), in Go's preference order, by their OpenSSL names. OpenSSL's own
+#: default list adds the CBC-SHA256/SHA384 suites Go disables (Lucky13). TLS 1.3's suites
+#: are OpenSSL's defaults, the same three as Go's.
+GO_DEFAULT_TLS12_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA",
+    "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA",
+])
+
 
 def peer_der(request: web.Request) -> bytes | None:
     """The verified client certificate of ``request``'s connection (DER), or None."""
@@ -101,6 +113,7 @@ def build_context(cert_pem: bytes, key_pem: bytes, *, min_version: str = "Versio
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.sslobject_class = _HandshakeLoggingSSLObject
     ctx.minimum_version = MIN_VERSIONS[min_version]
+    ctx.set_ciphers(GO_DEFAULT_TLS12_CIPHERS)
     _load_chain(ctx, cert_pem, key_pem)
     ctx.set_alpn_protocols(["http/1.1"])
     # always: a handshake keeps the verify mode of the listener's context, whichever

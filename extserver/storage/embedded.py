@@ -104,6 +104,21 @@ CREATE TABLE IF NOT EXISTS meta (
 _Row = tuple[int, str, bytes | None, int, int, int]
 
 
+def _make_private(db: Path) -> None:
+    """The store's directory 0700, its files 0600 (kube: etcd's data directory is 0700).
+    Looser modes of an existing store are tightened; the database file is created 0600
+    before SQLite opens it, and SQLite gives its -wal and -shm files the database's mode."""
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for p, mode in ((db.parent, 0o700), (db, 0o600), (db.with_name(db.name + "-wal"), 0o600),
+                    (db.with_name(db.name + "-shm"), 0o600), (db.with_name("LOCK"), 0o600)):
+        try:
+            m = p.stat().st_mode & 0o777
+            if m & ~mode:
+                os.chmod(p, m & mode)
+        except FileNotFoundError:
+            pass
+
+
 class SqliteLog:
     """The on-disk log. The only code touching the database; used by one thread at a time
     (the loader thread during :meth:`open`, then the writer thread)."""
@@ -119,8 +134,9 @@ class SqliteLog:
         (compacted revision, every row in revision order)."""
         directory = self.path.parent
         if not directory.is_dir():
-            directory.mkdir(parents=True)
+            directory.mkdir(mode=0o700, parents=True)
             _fsync_dir(directory.parent)
+        _make_private(self.path)
         fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
