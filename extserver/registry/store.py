@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import posixpath
 import secrets
 import string
 import uuid
@@ -17,6 +18,7 @@ import orjson
 
 from ..api import AdmissionAttributes, Resource
 from ..machinery import errors as E
+from ..machinery import jsonscan
 from ..machinery.meta import KubeObject, now_rfc3339
 from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import go_quote, validate_object_meta, validate_object_meta_update
@@ -391,13 +393,15 @@ class Registry:
                 raise self.not_found(name)
             obj = self.codec.hub(kv)
             md = obj.metadata
+            # rest.BeforeDelete's early checks: a Conflict on the *kind* (GroupResource{Resource: Kind})
             if opts.preconditions_uid is not None and opts.preconditions_uid != md.uid:
-                raise self.conflict(name, f"Precondition failed: UID in precondition: {opts.preconditions_uid}, "
-                                          f"UID in object meta: {md.uid}")
+                raise E.Conflict(self.group, self.resource.kind, name, (
+                    f"the UID in the precondition ({opts.preconditions_uid}) does not match the UID in record "
+                    f"({md.uid}). The object might have been deleted and then recreated"))
             if opts.preconditions_rv is not None and opts.preconditions_rv != str(kv.mod_revision):
-                raise self.conflict(name, f"Precondition failed: ResourceVersion in precondition: "
-                                          f"{opts.preconditions_rv}, ResourceVersion in object meta: "
-                                          f"{kv.mod_revision}")
+                raise E.Conflict(self.group, self.resource.kind, name, (
+                    f"the ResourceVersion in the precondition ({opts.preconditions_rv}) does not match the "
+                    f"ResourceVersion in record ({kv.mod_revision}). The object might have been modified"))
             await self._admit("DELETE", None, obj, namespace, name, user, opts.dry_run, version)
             finalizers = list(md.finalizers or [])
             policy = opts.propagation_policy
@@ -525,15 +529,49 @@ def encode_continue(rev: int, start: str) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_TOKEN_FIELDS = {"v": ("string", str), "rv": ("int64", int), "start": ("string", str)}
+
+
+def _token_error(detail: str) -> E.BadRequest:
+    # k8s.io/apiserver/pkg/storage.DecodeContinue's errors, as the etcd3 store answers them
+    return E.BadRequest(f"invalid continue token: continue key is not valid: {detail}")
+
+
 def decode_continue(token: str) -> tuple[int, str]:
-    try:
-        pad = "=" * (-len(token) % 4)
-        d = orjson.loads(base64.urlsafe_b64decode(token + pad))
-        if d.get("v") != "meta.k8s.io/v1":
-            raise ValueError("unknown version")
-        rev, start = int(d["rv"]), str(d["start"])
-        if rev <= 0 or ".." in start or start.startswith("/"):
-            raise ValueError("bad continue token")
-        return rev, start
-    except Exception:
-        raise E.BadRequest("continue key is not valid: the continue token is malformed") from None
+    """(revision, start key relative to the resource's prefix) of a continue token, or
+    kube's 400 for each way DecodeContinue refuses one (base64url without padding, then the
+    JSON ``{"v", "rv", "start"}``, then the version, revision, start key and traversal)."""
+    for i, c in enumerate(token):
+        if c not in _B64URL:
+            raise _token_error(f"illegal base64 data at input byte {i}")
+    if len(token) % 4 == 1:
+        raise _token_error(f"illegal base64 data at input byte {len(token) - 1}")
+    data = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    syntax = jsonscan.go_json_syntax_error(data)
+    if syntax is not None:
+        raise _token_error(syntax)
+    d = orjson.loads(data) if data.strip() else None
+    if not isinstance(d, dict):
+        shown = {list: "array", str: "string", bool: "bool", int: "number", float: "number"}.get(type(d), "null")
+        if d is not None:
+            raise _token_error(f"json: cannot unmarshal {shown} into Go value of type storage.continueToken")
+        d = {}
+    for name, (go_type, py_type) in _TOKEN_FIELDS.items():
+        v = d.get(name)
+        if v is not None and (not isinstance(v, py_type) or isinstance(v, bool)):
+            shown = {list: "array", dict: "object", str: "string", bool: "bool"}.get(
+                type(v), f"number {orjson.dumps(v).decode()}")
+            raise _token_error(f"json: cannot unmarshal {shown} into Go struct field continueToken.{name} "
+                               f"of type {go_type}")
+    version, rev, start = d.get("v") or "", d.get("rv") or 0, d.get("start") or ""
+    if version != "meta.k8s.io/v1":
+        raise _token_error(f"server does not recognize this encoded version {version}")
+    if rev <= 0:  # Go refuses 0; a negative one would reach the store, refused here too
+        raise _token_error("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    if not start:
+        raise _token_error("encoded start key empty (version meta.k8s.io/v1)")
+    key = start if start.startswith("/") else "/" + start
+    if posixpath.normpath(key) != key or "//" in key or key.endswith("/") and key != "/":
+        raise _token_error(start)  # path.Clean would change it: a traversal attempt
+    return rev, key[1:]

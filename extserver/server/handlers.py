@@ -246,7 +246,7 @@ class ResourceHandler:
             try:
                 ls = LabelSelector.parse(sel)
             except ValueError as e:
-                raise E.BadRequest(f"unable to parse requirement: {e}" if "unable to parse" not in str(e) else str(e)) from None
+                raise E.BadRequest(str(e)) from None  # labels.Parse's own words, as the parameter codec
         fsel = _q(request, "fieldSelector")
         if info.name:  # a watch on one object
             fsel = f"metadata.name={info.name}" + ("," + fsel if fsel else "")

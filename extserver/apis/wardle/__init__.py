@@ -132,7 +132,8 @@ def _reference(o: Flunder) -> str:
 
 
 class FlunderStrategy(Strategy[Flunder]):
-    selectable_field_names = ("spec.referenceType",)
+    # no selectable fields beyond metadata: sample-apiserver registers no field-label
+    # conversion, so any other field selector is kube's default "not a known field selector"
 
     def validate(self, obj: Flunder) -> list[FieldError]:
         return validate_flunder_spec(obj.spec)
@@ -147,9 +148,6 @@ class FlunderStrategy(Strategy[Flunder]):
             TableColumn("Reference", _reference, description="The referenced object.", priority=1),
             age_column(),
         ]
-
-    def selectable_fields(self, obj: Flunder) -> dict[str, str]:
-        return {"spec.referenceType": obj.spec.reference_type or ""}
 
 
 class FischerStrategy(Strategy[Fischer]):
