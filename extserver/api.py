@@ -255,7 +255,7 @@ class Resource:
     def __init__(self, group: "APIGroup", plural: str, *, hub: type[KubeObject], kind: str | None,
                  singular: str | None, namespaced: bool, strategy: Strategy | None,
                  storage_version: str | None, short_names: Iterable[str], categories: Iterable[str],
-                 status_subresource: bool, verbs: Iterable[str] | None):
+                 status_subresource: bool, verbs: Iterable[str] | None, provider: Any = None):
         self.group = group
         self.plural = plural
         self.hub = hub
@@ -267,6 +267,13 @@ class Resource:
         self.short_names = list(short_names)
         self.categories = list(categories)
         self.has_status = status_subresource
+        #: a :class:`~extserver.providers.provider.Provider`: objects computed on request, read-only
+        self.provider = provider
+        if provider is not None:
+            from .providers.provider import provider_verbs
+            if verbs is not None or status_subresource:
+                raise ValueError(f"resource {plural}: a provider kind's verbs are the provider's (get, list, watch)")
+            verbs = provider_verbs(provider)
         self.verbs = sorted(verbs) if verbs is not None else list(ALL_VERBS)
         self.versions: dict[str, ServedVersion] = {}
 
@@ -333,12 +340,15 @@ class APIGroup:
                  singular: str | None = None, namespaced: bool = True, strategy: Strategy | None = None,
                  storage_version: str | None = None, short_names: Iterable[str] = (),
                  categories: Iterable[str] = (), status_subresource: bool = False,
-                 verbs: Iterable[str] | None = None) -> Resource:
+                 verbs: Iterable[str] | None = None, provider: Any = None) -> Resource:
+        """Declare a resource; with ``provider`` (a :class:`~extserver.providers.provider.Provider`)
+        its objects are computed on request instead of stored."""
         if plural in self.resources:
             raise ValueError(f"resource {plural} already declared in {self.name}")
         res = Resource(self, plural, hub=hub, kind=kind, singular=singular, namespaced=namespaced,
                        strategy=strategy, storage_version=storage_version, short_names=short_names,
-                       categories=categories, status_subresource=status_subresource, verbs=verbs)
+                       categories=categories, status_subresource=status_subresource, verbs=verbs,
+                       provider=provider)
         self.resources[plural] = res
         return res
 

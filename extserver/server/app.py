@@ -48,6 +48,8 @@ from ..registry.store import Registry
 from ..storage.interface import Backend
 from . import discovery
 from .handlers import HandlerConfig, ResourceHandler
+from .provider_handler import ProviderHandler
+from ..providers.provider import ProviderRegistry
 from .health import Health, adapt
 from .metrics import MetricsRegistry, RequestMetrics, process_metrics
 from .tls import DynamicTLS
@@ -137,6 +139,11 @@ class ExtServer:
         self.tls: DynamicTLS | None = None
         for g in groups:
             for res in g.resources.values():
+                if res.provider is not None:  # computed on request: no storage behind it
+                    preg = ProviderRegistry(res, timeout=self.config.provider_timeout)
+                    for v, sv in res.versions.items():
+                        self.handlers[(g.name, v, res.plural)] = ProviderHandler(preg, sv, self.config)
+                    continue
                 reg = Registry(res, backend, admission=self._admission_for(g), server=self)
                 self.registries[(g.name, res.plural)] = reg
                 for v, sv in res.versions.items():

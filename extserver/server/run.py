@@ -215,7 +215,8 @@ def run_serve(args) -> int:
                              max_mutating_requests_inflight=args.max_mutating_requests_inflight)
     auditor = make_auditor(args)
     backend = make_backend(args)
-    hc = HandlerConfig(max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout)
+    hc = HandlerConfig(max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout,
+                       provider_timeout=args.provider_timeout)
     local = is_local_mode(args)
     if local:
         local_ca = certs.ensure_ca(data_dir, "local-ca", "extserver-local-ca")

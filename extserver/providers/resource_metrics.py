@@ -1,0 +1,102 @@
+"""Sources for ``metrics.k8s.io``: the Python provider API of resource metrics, and the two
+kinds of :class:`~.metrics_api.ObjectLister` (where the described pods and nodes come from).
+
+A source of CPU/memory subclasses :class:`ResourceMetricsSource` and answers per object::
+
+    class MySource(ResourceMetricsSource):
+        window = 10.0                                   # seconds, the metrics' window
+
+        async def pod_usage(self, pod):                 # None: no metrics for this pod
+            return {"app": {"cpu": "250m", "memory": "64Mi"}}   # per container
+
+        async def node_usage(self, node):
+            return {"cpu": 1.5, "memory": 8 * 2**30}    # strings, numbers or Quantity
+
+Values may be Quantity, strings ("250m") or numbers (cores, bytes). The objects come from
+:class:`StaticObjects` (a source that knows its own pods/nodes) or :class:`ClusterObjects`
+(an informer on the main apiserver's ``/api/v1/pods`` / ``/api/v1/nodes``, as metrics-server)."""
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+from typing import Any, Mapping
+
+from ..machinery.quantity import BINARY_SI, DECIMAL_SI, Quantity
+from ..machinery.selectors import LabelSelector
+from .metrics_api import ContainerMetrics, NodeMetrics, ObjectMeta, PodMetrics
+
+log = logging.getLogger("extserver.providers")
+
+
+def usage_quantities(usage: Mapping[str, Any]) -> dict[str, Quantity]:
+    """A usage mapping with every value a Quantity; numbers are cores for ``cpu`` (DecimalSI,
+    milli precision as metrics-server) and bytes for ``memory`` (BinarySI)."""
+    out: dict[str, Quantity] = {}
+    for k, v in usage.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if k == "memory":
+                out[k] = Quantity.from_int(int(v), BINARY_SI)
+            else:
+                out[k] = Quantity.from_float(float(v), DECIMAL_SI)
+        else:
+            q = Quantity.coerce(v)
+            out[k] = q
+    return out
+
+
+class ResourceMetricsSource:
+    """A :class:`~.metrics_api.ResourceMetricsProvider` written per object: override
+    :meth:`pod_usage` and/or :meth:`node_usage`. Calls for the objects of one request run
+    concurrently."""
+
+    #: the window the usage was measured over, in seconds
+    window: float = 30.0
+
+    async def pod_usage(self, pod: ObjectMeta) -> Mapping[str, Mapping[str, Any]] | None:
+        """Usage per container (``{"container": {"cpu": ..., "memory": ...}}``), or None."""
+        return None
+
+    async def node_usage(self, node: ObjectMeta) -> Mapping[str, Any] | None:
+        """Usage of the node (``{"cpu": ..., "memory": ...}``), or None."""
+        return None
+
+    def now(self) -> _dt.datetime:
+        """The ``timestamp`` of the metrics (default: now)."""
+        return _dt.datetime.now(_dt.timezone.utc)
+
+    async def get_pod_metrics(self, pods: list[ObjectMeta]) -> list[PodMetrics | None]:
+        usages = await asyncio.gather(*(self.pod_usage(p) for p in pods))
+        ts = self.now()
+        return [None if u is None else PodMetrics(ts, self.window, [
+            ContainerMetrics(name, usage_quantities(cu)) for name, cu in u.items()]) for u in usages]
+
+    async def get_node_metrics(self, nodes: list[ObjectMeta]) -> list[NodeMetrics | None]:
+        usages = await asyncio.gather(*(self.node_usage(n) for n in nodes))
+        ts = self.now()
+        return [None if u is None else NodeMetrics(ts, self.window, usage_quantities(u)) for u in usages]
+
+
+class StaticObjects:
+    """An :class:`~.metrics_api.ObjectLister` over objects the source itself knows (set them
+    with :meth:`set`, drop them with :meth:`remove`)."""
+
+    def __init__(self, objects: list[ObjectMeta] | None = None):
+        self._objects: dict[tuple[str, str], ObjectMeta] = {}
+        for o in objects or ():
+            self.set(o)
+
+    def set(self, obj: ObjectMeta) -> None:
+        if obj.creation_timestamp is None:
+            obj.creation_timestamp = _dt.datetime.now(_dt.timezone.utc)
+        self._objects[(obj.namespace, obj.name)] = obj
+
+    def remove(self, namespace: str, name: str) -> None:
+        self._objects.pop((namespace, name), None)
+
+    async def list(self, namespace: str, selector: LabelSelector | None) -> list[ObjectMeta]:
+        return [o for (ns, _), o in sorted(self._objects.items())
+                if (not namespace or ns == namespace) and (selector is None or selector.matches(o.labels))]
+
+    async def get(self, namespace: str, name: str) -> ObjectMeta | None:
+        return self._objects.get((namespace, name))
