@@ -7,8 +7,11 @@ would read cgroups, the kubelet or a TSDB, and list the cluster's pods with ``Cl
 
 The numbers can be changed from outside with ``EXAMPLE_METRICS_FILE``: a JSON file
 ``{"pods": [{"namespace", "name", "labels", "containers": {c: {"cpu", "memory"}}}],
-"nodes": [{"name", "labels", "usage": {...}}], "fail": "", "sleep": 0}`` re-read on every
-request (the end-to-end tests drive the server with it)."""
+"nodes": [{"name", "labels", "usage": {...}}], "custom": {...}, "external": {...}, "fail": "",
+"sleep": 0}`` re-read on every request (the end-to-end tests drive the server with it).
+
+Custom metrics (``custom.metrics.k8s.io``, the HPA's Pods and Object metrics) and external
+metrics (``external.metrics.k8s.io``) are decorated functions of the same source, below."""
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +20,11 @@ import os
 from pathlib import Path
 
 from extserver.apis.metrics import metrics_group
+from extserver.providers.custom_metrics import CustomMetricsAPI
+from extserver.providers.external_metrics import ExternalMetricsAPI
 from extserver.providers.metrics_api import ObjectMeta
 from extserver.providers.provider import SourceUnavailable
+from extserver.providers.python_metrics import CustomMetrics, ExternalMetrics, Series
 from extserver.providers.resource_metrics import ResourceMetricsSource, StaticObjects
 
 DEFAULT = {
@@ -104,7 +110,90 @@ class _Objects:
 
 
 source = ExampleSource()
-resource_metrics = metrics_group(source, pods=_Objects(source, "pods"), nodes=_Objects(source, "nodes"))
+pods = _Objects(source, "pods")
+resource_metrics = metrics_group(source, pods=pods, nodes=_Objects(source, "nodes"))
 
-#: what ``--api-module`` serves (the custom and external metrics groups join this list)
-groups = [resource_metrics]
+# --- custom.metrics.k8s.io and external.metrics.k8s.io -------------------------------------
+# The values come from the file's "custom" section ({"<resource>/<metric>": {"<ns>/<name>" or
+# "<name>": value}}) and "external" section ({"<metric>": [{"labels": {...}, "value": v}]}),
+# or from CUSTOM_DEFAULT / EXTERNAL_DEFAULT. Every "pods/<metric>" key of the file that is not
+# declared below is served too (a metric family: add a key and discovery lists it).
+CUSTOM_DEFAULT = {
+    "pods/requests_per_second": {"default/web-1": "1500m", "default/db-0": 0.25},
+    "namespaces/queue_depth": {"default": 12},
+    "deployments.apps/http_requests": {"default/web": 42},
+    "nodes/temperature_celsius": {"node-a": 61},
+}
+EXTERNAL_DEFAULT = {
+    "queue_messages_ready": [{"labels": {"queue": "orders"}, "value": 30},
+                             {"labels": {"queue": "billing"}, "value": "7"}],
+}
+
+custom = CustomMetrics()
+custom.objects("pods", pods)  # pods/* finds its pods (and their labels) in the source
+
+
+async def _custom_values(resource: str, metric: str) -> dict:
+    data = await source._check()
+    return (data.get("custom") or CUSTOM_DEFAULT).get(f"{resource}/{metric}", {})
+
+
+def _key(obj: ObjectMeta) -> str:
+    return f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name
+
+
+@custom.metric("requests_per_second", resource="pods", window_seconds=60)
+async def requests_per_second(objects: list[ObjectMeta], selector):
+    """The Pods metric of an HPA: one value per pod the HPA's label selector matches."""
+    values = await _custom_values("pods", "requests_per_second")
+    return [values.get(_key(p)) for p in objects]
+
+
+@custom.metric("queue_depth", resource="namespaces")
+async def queue_depth(objects: list[ObjectMeta], selector):
+    """A metric of the Namespace object itself (``namespaces/<ns>/metrics/queue_depth``)."""
+    values = await _custom_values("namespaces", "queue_depth")
+    return {ns.name: values[ns.name] for ns in objects if ns.name in values}
+
+
+@custom.metric("http_requests", resource="deployments.apps", labels=["method"])
+async def http_requests(objects: list[ObjectMeta], selector):
+    """An Object metric of a Deployment; its label schema is ``method`` (``metricLabelSelector``)."""
+    values = await _custom_values("deployments.apps", "http_requests")
+    return [values.get(_key(d)) for d in objects]
+
+
+@custom.metric("temperature_celsius", resource="nodes")
+async def temperature_celsius(objects: list[ObjectMeta], selector):
+    """A metric of a cluster-scoped object (``nodes/<name>/temperature_celsius``)."""
+    values = await _custom_values("nodes", "temperature_celsius")
+    return [values.get(n.name) for n in objects]
+
+
+_DECLARED = {"requests_per_second"}
+
+
+def _extra_pod_metrics() -> list[str]:
+    keys = source.reload().get("custom") or CUSTOM_DEFAULT
+    return [k.split("/", 1)[1] for k in keys if k.startswith("pods/") and k.split("/", 1)[1] not in _DECLARED]
+
+
+@custom.metric_family(resource="pods", names=_extra_pod_metrics)
+async def extra_pod_metric(metric: str, objects: list[ObjectMeta], selector):
+    values = await _custom_values("pods", metric)
+    return [values.get(_key(p)) for p in objects]
+
+
+external = ExternalMetrics()
+
+
+@external.metric("queue_messages_ready", labels=["queue"])
+async def queue_messages_ready(namespace: str, selector):
+    """An External metric: one series per queue; the HPA's selector picks the queue."""
+    data = await source._check()
+    series = (data.get("external") or EXTERNAL_DEFAULT).get("queue_messages_ready", [])
+    return [Series(s.get("labels") or {}, s["value"]) for s in series]
+
+
+#: what ``--api-module`` serves
+groups = [resource_metrics, CustomMetricsAPI(custom), ExternalMetricsAPI(external)]

@@ -11,6 +11,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from ..machinery.errors import StatusError
 from ..machinery.quantity import Quantity
 from ..machinery.selectors import LabelSelector
 
@@ -24,6 +25,13 @@ class GroupResource:
 
     def __str__(self) -> str:  # "pods", "deployments.apps"
         return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    @classmethod
+    def parse(cls, s: str) -> "GroupResource":
+        """``schema.ParseGroupResource``: "deployments.apps" -> (apps, deployments); the
+        resource is everything before the first dot."""
+        resource, _, group = s.partition(".")
+        return cls(group, resource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,24 @@ class ExternalMetricValue:
     value: Quantity
     metric_labels: dict[str, str] = field(default_factory=dict)
     window_seconds: int | None = None
+
+
+class MetricNotFound(StatusError):
+    """404 for a metric a provider does not have, in custom-metrics-apiserver's words
+    (``provider.NewMetricNotFoundError`` / ``...ForError`` / ``...ForSelectorError``):
+    without ``name`` for the metric itself, with it for one object, with ``selector`` (a
+    non-empty metric label selector) for one object's series under that selector."""
+
+    code, reason = 404, "NotFound"
+
+    def __init__(self, resource: GroupResource | str, metric: str, name: str = "",
+                 selector: LabelSelector | None = None):
+        msg = f"the server could not find the metric {metric} for {resource}"
+        if name:
+            msg += f" {name}"
+            if selector is not None:
+                msg += f" with selector {selector}"
+        super().__init__(msg)
 
 
 @runtime_checkable

@@ -49,6 +49,8 @@ from ..storage.interface import Backend
 from . import discovery
 from .handlers import HandlerConfig, ResourceHandler
 from .provider_handler import ProviderHandler
+from .dynamic_handler import DynamicGroupHandler
+from ..providers.dynamic import DynamicGroup
 from ..providers.provider import ProviderRegistry
 from .health import Health, adapt
 from .metrics import MetricsRegistry, RequestMetrics, process_metrics
@@ -148,6 +150,12 @@ class ExtServer:
                 self.registries[(g.name, res.plural)] = reg
                 for v, sv in res.versions.items():
                     self.handlers[(g.name, v, res.plural)] = ResourceHandler(reg, sv, self.config)
+        #: the groups that answer their own requests (custom and external metrics), by name
+        self.dynamic: dict[str, DynamicGroupHandler] = {}
+        for g in groups:
+            if isinstance(g, DynamicGroup):
+                g.bind(self)
+                self.dynamic[g.name] = DynamicGroupHandler(g, self.config)
         self._static: dict[str, bytes] = {}
         self._build_discovery()
         from ..openapi import build_openapi_documents
@@ -195,10 +203,13 @@ class ExtServer:
         s["/apis"] = orjson.dumps(discovery.group_list_doc(self.groups))
         for g in self.groups:
             s[f"/apis/{g.name}"] = orjson.dumps(discovery.group_doc(g))
-            for v in g.served_versions():
+            for v in g.served_versions() if g.name not in self.dynamic else ():
                 s[f"/apis/{g.name}/{v}"] = orjson.dumps(discovery.resource_list_doc(g, v))
-        for av in (AGG_V2, AGG_V2BETA1):
-            s["agg:" + av] = orjson.dumps(discovery.aggregated_doc(self.groups, av))
+        # a dynamic group's resources change with its provider: its parts are computed per request
+        plain = [g for g in self.groups if g.name not in self.dynamic]
+        self._aggregated_plain = {av: discovery.aggregated_doc(plain, av) for av in (AGG_V2, AGG_V2BETA1)}
+        for av, doc in self._aggregated_plain.items():
+            s["agg:" + av] = orjson.dumps(doc)
         s["/version"] = orjson.dumps({"major": "1", "minor": "33", "emulationMajor": "", "emulationMinor": "",
                                       "gitVersion": f"v1.33.0-extserver.{__version__}", "gitCommit": "",
                                       "gitTreeState": "clean", "buildDate": "", "goVersion": "",
@@ -260,7 +271,20 @@ class ExtServer:
         except E.StatusError as e:
             return status_response(e)
 
+    def _aggregated_discovery(self, av: str) -> bytes:
+        if not self.dynamic:
+            return self._static["agg:" + av]
+        doc = dict(self._aggregated_plain[av])
+        doc["items"] = doc["items"] + [h.aggregated() for h in self.dynamic.values()]
+        return orjson.dumps(doc)
+
     async def route(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+        dyn = self.dynamic.get(info.api_group)
+        if dyn is not None and info.api_version in dyn.group.versions:  # computed: metrics APIs
+            if info.is_resource_request:
+                return await dyn.handle(request, info)
+            if request.method in ("GET", "HEAD") and info.path.strip("/").count("/") == 2:
+                return await dyn.discovery(request, info.api_version)
         if info.is_resource_request:
             h = self.handlers.get((info.api_group, info.api_version, info.resource))
             if h is None:
@@ -282,7 +306,7 @@ class ExtServer:
             av = aggregated_discovery_version(request.headers.get("Accept", ""))
             if av is not None:
                 g, v = av.split("/")
-                return self._etag_response(request, self._static["agg:" + av],
+                return self._etag_response(request, self._aggregated_discovery(av),
                                            f"application/json;g={g};v={v};as=APIGroupDiscoveryList")
         body = self._static.get(path)
         if body is not None:
