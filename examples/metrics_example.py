@@ -8,7 +8,8 @@ would read cgroups, the kubelet or a TSDB, and list the cluster's pods with ``Cl
 The numbers can be changed from outside with ``EXAMPLE_METRICS_FILE``: a JSON file
 ``{"pods": [{"namespace", "name", "labels", "containers": {c: {"cpu", "memory"}}}],
 "nodes": [{"name", "labels", "usage": {...}}], "custom": {...}, "external": {...}, "fail": "",
-"sleep": 0}`` re-read on every request (the end-to-end tests drive the server with it).
+"sleep": 0}`` re-read on every request (the end-to-end tests drive the server with it). With
+``EXAMPLE_OBJECTS=cluster`` the pods and nodes are the main apiserver's (``--kubeconfig``).
 
 Custom metrics (``custom.metrics.k8s.io``, the HPA's Pods and Object metrics) and external
 metrics (``external.metrics.k8s.io``) are decorated functions of the same source, below."""
@@ -25,7 +26,7 @@ from extserver.providers.external_metrics import ExternalMetricsAPI
 from extserver.providers.metrics_api import ObjectMeta
 from extserver.providers.provider import SourceUnavailable
 from extserver.providers.python_metrics import CustomMetrics, ExternalMetrics, Series
-from extserver.providers.resource_metrics import ResourceMetricsSource, StaticObjects
+from extserver.providers.resource_metrics import ClusterObjects, ResourceMetricsSource, StaticObjects
 
 DEFAULT = {
     "pods": [
@@ -110,8 +111,12 @@ class _Objects:
 
 
 source = ExampleSource()
-pods = _Objects(source, "pods")
-resource_metrics = metrics_group(source, pods=pods, nodes=_Objects(source, "nodes"))
+if os.environ.get("EXAMPLE_OBJECTS") == "cluster":
+    # the pods and nodes of the main apiserver (--kubeconfig / in-cluster), numbers from the source
+    pods, nodes = ClusterObjects("pods"), ClusterObjects("nodes")
+else:
+    pods, nodes = _Objects(source, "pods"), _Objects(source, "nodes")
+resource_metrics = metrics_group(source, pods=pods, nodes=nodes)
 
 # --- custom.metrics.k8s.io and external.metrics.k8s.io -------------------------------------
 # The values come from the file's "custom" section ({"<resource>/<metric>": {"<ns>/<name>" or

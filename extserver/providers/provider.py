@@ -75,6 +75,13 @@ class Provider(Generic[T]):
                    field_selector: FieldSelector | None) -> list[T]:
         raise NotImplementedError
 
+    async def start(self, server) -> None:
+        """Called once the server listens (a post-start hook: ``/readyz`` waits for it), e.g.
+        to start informers; override when the provider needs it."""
+
+    async def stop(self) -> None:
+        """Called when the server stops."""
+
     def watch(self, namespace: str, label_selector: LabelSelector | None,
               field_selector: FieldSelector | None) -> AsyncIterator[tuple[str, T]]:
         """``(type, object)`` events, type ``ADDED``/``MODIFIED``/``DELETED``, until the client

@@ -100,3 +100,63 @@ class StaticObjects:
 
     async def get(self, namespace: str, name: str) -> ObjectMeta | None:
         return self._objects.get((namespace, name))
+
+
+def _object_meta(obj: dict) -> ObjectMeta | None:
+    """What PodMetrics/NodeMetrics copy from a core/v1 Pod or Node; None for a pod that is not
+    running (metrics-server leaves those out)."""
+    if obj.get("kind") == "Pod" or "containers" in (obj.get("spec") or {}):
+        if ((obj.get("status") or {}).get("phase")) != "Running":
+            return None
+    md = obj.get("metadata") or {}
+    ts = md.get("creationTimestamp")
+    created = _dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc) if ts else None
+    return ObjectMeta(str(md.get("name", "")), str(md.get("namespace") or ""), dict(md.get("labels") or {}),
+                      created)
+
+
+class ClusterObjects:
+    """An :class:`~.metrics_api.ObjectLister` over the main apiserver's running pods (``resource
+    = "pods"``) or nodes (``"nodes"``): a list+watch informer, as metrics-server's. It starts
+    with the server (``--kubeconfig``, or the in-cluster service account) and ``/readyz``
+    waits for its first list; before that, requests are 503."""
+
+    def __init__(self, resource: str, *, kubeconfig: str | None = None):
+        if resource not in ("pods", "nodes"):
+            raise ValueError(f"ClusterObjects lists pods or nodes, not {resource!r}")
+        self.resource = resource
+        self.kubeconfig = kubeconfig
+        self.informer = None
+        self._client = None
+
+    async def start(self, server: Any) -> None:
+        from ..auth.informer import Informer
+        from ..auth.kubeclient import KubeClient
+        if self.informer is not None:
+            return
+        self._client = await KubeClient.load(self.kubeconfig or getattr(server, "kubeconfig", None))
+        self.informer = Informer(self._client, f"/api/v1/{self.resource}", name=f"metrics-{self.resource}",
+                                 transform=_object_meta)
+        self.informer.start()
+        await self.informer.synced.wait()
+
+    async def stop(self) -> None:
+        if self.informer is not None:
+            await self.informer.stop()
+        if self._client is not None:
+            await self._client.close()
+
+    def _store(self) -> dict:
+        from .provider import SourceUnavailable
+        if self.informer is None or not self.informer.synced.is_set():
+            raise SourceUnavailable(f"the {self.resource} of the cluster are not listed yet")
+        return self.informer.store
+
+    async def list(self, namespace: str, selector: LabelSelector | None) -> list[ObjectMeta]:
+        out = [o for o in self._store().values() if o is not None and (not namespace or o.namespace == namespace)
+               and (selector is None or selector.matches(o.labels))]
+        out.sort(key=lambda o: (o.namespace, o.name))
+        return out
+
+    async def get(self, namespace: str, name: str) -> ObjectMeta | None:
+        return self._store().get(f"{namespace}/{name}" if namespace else name)

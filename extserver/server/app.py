@@ -51,7 +51,7 @@ from .handlers import HandlerConfig, ResourceHandler
 from .provider_handler import ProviderHandler
 from .dynamic_handler import DynamicGroupHandler
 from ..providers.dynamic import DynamicGroup
-from ..providers.provider import ProviderRegistry
+from ..providers.provider import Provider, ProviderRegistry
 from .health import Health, adapt
 from .metrics import MetricsRegistry, RequestMetrics, process_metrics
 from .tls import DynamicTLS
@@ -139,9 +139,14 @@ class ExtServer:
         self.shutdown_hooks: list[ShutdownHook] = []
         #: the serving TLS once ``serve`` runs with one (``set_client_cas``)
         self.tls: DynamicTLS | None = None
+        #: ``--kubeconfig`` (the main apiserver, for providers' informers); None: in-cluster
+        self.kubeconfig: str | None = None
         for g in groups:
             for res in g.resources.values():
                 if res.provider is not None:  # computed on request: no storage behind it
+                    if type(res.provider).start is not Provider.start:
+                        self.add_post_start_hook(f"provider-{res.qualified}", res.provider.start)
+                        self.shutdown_hooks.append(res.provider.stop)
                     preg = ProviderRegistry(res, timeout=self.config.provider_timeout)
                     for v, sv in res.versions.items():
                         self.handlers[(g.name, v, res.plural)] = ProviderHandler(preg, sv, self.config)

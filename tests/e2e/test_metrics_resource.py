@@ -321,3 +321,63 @@ def test_unprivileged_user_is_forbidden_by_the_delegated_authorizer(cluster, fre
     # an unprivileged write is refused by authorization first, as in kube
     r = srv.request("DELETE", f"{BASE}/namespaces/shop/pods/web-1", cert=env.proxy, headers=[("X-Remote-User", "eve")])
     assert r.status == 403
+
+
+# --- pods and nodes from the cluster (an informer on the stand-in's /api/v1/pods and /nodes) ------
+@pytest.fixture(scope="module")
+def from_cluster(source):
+    env = ClusterEnv()
+    env.standin.allow_users("reader")
+    env.standin.set_namespace("shop")
+    env.standin.set_pod("shop", "web-1", {"app": "web", "from": "cluster"}, containers=["nginx", "sidecar"])
+    env.standin.set_pod("shop", "pending-0", {"app": "web"}, phase="Pending")  # not running: no metrics
+    env.standin.set_node("node-a", {"zone": "a", "from": "cluster"})
+    os.environ["EXAMPLE_OBJECTS"] = "cluster"
+    try:
+        srv = start(ClusterServer(env, extra_args=ARGS + ["--kubeconfig", str(env.kubeconfig)]), source)
+    finally:
+        del os.environ["EXAMPLE_OBJECTS"]
+    yield env, srv
+    srv.close()
+    env.close()
+
+
+def read_as_reader(srv: ClusterServer, env: ClusterEnv, path: str):
+    return srv.request("GET", path, cert=env.proxy, headers=[("X-Remote-User", "reader")])
+
+
+def eventually(fn, want, attempts: int = 100):
+    """Poll ``fn`` until it returns ``want`` (bounded: the informer's watch delivers changes)."""
+    import time
+    got = None
+    for _ in range(attempts):
+        got = fn()
+        if got == want:
+            return got
+        time.sleep(0.1)
+    return got
+
+
+def test_pods_and_nodes_come_from_the_cluster(from_cluster, fresh):
+    env, srv = from_cluster
+    names = lambda: [(i["metadata"]["name"], i["metadata"]["labels"])  # noqa: E731
+                     for i in read_as_reader(srv, env, f"{BASE}/namespaces/shop/pods").json()["items"]]
+    # db-0 and web-2 have numbers in the source but are no pods of the cluster; pending-0 is not running
+    assert names() == [("web-1", {"app": "web", "from": "cluster"})]
+    doc = read_as_reader(srv, env, f"{BASE}/namespaces/shop/pods").json()
+    jsonschema.validate(doc, list_schema("PodMetricsList", POD_METRICS))
+    assert doc["items"][0]["containers"][0] == {"name": "nginx", "usage": {"cpu": "120m", "memory": "48Mi"}}
+    # the informer follows the cluster's watch events
+    env.standin.set_pod("shop", "db-0", {"app": "db"})
+    assert eventually(names, [("db-0", {"app": "db"}), ("web-1", {"app": "web", "from": "cluster"})]) == [
+        ("db-0", {"app": "db"}), ("web-1", {"app": "web", "from": "cluster"})]
+    env.standin.set_pod("shop", "web-1", delete=True)
+    assert eventually(names, [("db-0", {"app": "db"})]) == [("db-0", {"app": "db"})]
+    r = read_as_reader(srv, env, f"{BASE}/namespaces/shop/pods/web-1")
+    assert r.status == 404 and r.json()["message"] == 'pod "web-1" not found'
+    nodes = read_as_reader(srv, env, f"{BASE}/nodes").json()
+    assert [(i["metadata"]["name"], i["metadata"]["labels"], i["usage"]) for i in nodes["items"]] == [
+        ("node-a", {"zone": "a", "from": "cluster"}, {"cpu": "1200m", "memory": "6Gi"})]
+    # the informer listed once and then watched: the stand-in saw list and watch calls
+    paths = [p for m, p in env.standin.requests if p.startswith("/api/v1/pods")]
+    assert any("watch=" in p for p in paths) and any("limit=" in p for p in paths)

@@ -59,12 +59,32 @@ class _MetricsStrategy(Strategy):
                 TableColumn("Window", lambda o: o.window, format="duration")]
 
 
-class PodMetricsProvider(Provider[PodMetrics]):
+class _ListerLifecycle:
+    """Start and stop the object lister (and the metrics source) with the server when they
+    have a lifecycle (e.g. :class:`~extserver.providers.resource_metrics.ClusterObjects`)."""
+
+    metrics: M.ResourceMetricsProvider
+    lister: M.ObjectLister
+
+    async def start(self, server) -> None:
+        for part in (self.lister, self.metrics):
+            fn = getattr(part, "start", None)
+            if fn is not None:
+                await fn(server)
+
+    async def stop(self) -> None:
+        for part in (self.lister, self.metrics):
+            fn = getattr(part, "stop", None)
+            if fn is not None:
+                await fn()
+
+
+class PodMetricsProvider(_ListerLifecycle, Provider[PodMetrics]):
     """metrics-server's pod storage over a ResourceMetricsProvider and a pod lister."""
 
     def __init__(self, metrics: M.ResourceMetricsProvider, pods: M.ObjectLister):
         self.metrics = metrics
-        self.pods = pods
+        self.pods = self.lister = pods
 
     async def _objects(self, pods: list[M.ObjectMeta]) -> list[PodMetrics]:
         if not pods:
@@ -90,12 +110,12 @@ class PodMetricsProvider(Provider[PodMetrics]):
         return objs[0]
 
 
-class NodeMetricsProvider(Provider[NodeMetrics]):
+class NodeMetricsProvider(_ListerLifecycle, Provider[NodeMetrics]):
     """metrics-server's node storage over a ResourceMetricsProvider and a node lister."""
 
     def __init__(self, metrics: M.ResourceMetricsProvider, nodes: M.ObjectLister):
         self.metrics = metrics
-        self.nodes = nodes
+        self.nodes = self.lister = nodes
 
     async def _objects(self, nodes: list[M.ObjectMeta]) -> list[NodeMetrics]:
         if not nodes:
