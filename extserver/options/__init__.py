@@ -9,14 +9,15 @@ import argparse
 import sys
 
 from .. import __version__
-from . import admission, authentication, authorization, generic, logging_flags, providers, serving, storage
+from . import admission, authentication, authorization, generic, logging_flags, prometheus, providers, serving, storage
 from .errors import FlagError
 from .groups import load_groups
 
 __all__ = ["FlagError", "build_parser", "load_groups", "FLAG_GROUPS"]
 
 #: every flag group, in the order ``--help`` shows them; a feature adds its module here
-FLAG_GROUPS = [generic, serving, storage, authentication, authorization, admission, providers, logging_flags]
+FLAG_GROUPS = [generic, serving, storage, authentication, authorization, admission, providers, prometheus,
+               logging_flags]
 
 
 class _Parser(argparse.ArgumentParser):

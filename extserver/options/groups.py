@@ -7,7 +7,8 @@ from importlib.metadata import entry_points
 from .errors import FlagError
 
 
-def load_groups(args) -> list:
+def load_groups(args, extra=()) -> list:
+    """The groups to serve; ``extra`` are groups built from other flags (the Prometheus adapter's)."""
     from ..api import APIGroup
     groups: list[APIGroup] = []
     seen: set[str] = set()
@@ -40,6 +41,8 @@ def load_groups(args) -> list:
     if not args.no_bundled_groups and args.api_module:
         from ..apis import wardle
         add(wardle.group, "extserver.apis.wardle")
+    for g in extra:
+        add(g, "the Prometheus adapter")
     if not groups:
         raise FlagError("no API groups to serve")
     return groups
