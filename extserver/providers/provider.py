@@ -97,6 +97,38 @@ def provider_verbs(provider: Provider) -> list[str]:
     return sorted(verbs)
 
 
+def provider_failed(what: str) -> E.ServiceUnavailable:
+    """The 503 for a provider that failed in an unexpected way (no detail to the client)."""
+    return E.ServiceUnavailable(f"the provider of {what} failed to answer", retry_after=RETRY_AFTER_SECONDS,
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def guarded_call(what: str, verb: str, aw, timeout: float):
+    """Await a provider's answer ``aw`` under the deadline ``timeout`` and map what it raises:
+    a StatusError passes, :class:`SourceUnavailable` and any other exception are a 503 (one log
+    line, no traceback to the client), the deadline is a 504. ``what`` names the API in
+    messages ("pods.metrics.k8s.io")."""
+    try:
+        async with asyncio.timeout(timeout) as cm:
+            return await aw
+    except E.StatusError:
+        raise
+    except SourceUnavailable as e:
+        log.warning("provider of %s: %s unavailable: %s", what, verb, e)
+        raise E.ServiceUnavailable(str(e), retry_after=e.retry_after,
+                                   headers={"Retry-After": str(e.retry_after)}) from None
+    except TimeoutError:
+        if cm.expired():
+            log.warning("provider of %s: %s did not answer within %gs", what, verb, timeout)
+            raise E.Timeout(f"Timeout: the provider of {what} did not answer within {timeout:g}s",
+                            retry_after=1, headers={"Retry-After": "1"}) from None
+        log.warning("provider of %s: %s failed: TimeoutError", what, verb)
+        raise provider_failed(what) from None
+    except Exception as e:  # a provider bug must not become a 500 with a traceback
+        log.warning("provider of %s: %s failed: %s: %s", what, verb, type(e).__name__, e)
+        raise provider_failed(what) from None
+
+
 class ProviderRegistry:
     """The registry of a provider kind: the read half of :class:`~extserver.registry.store.Registry`
     on hub objects, with the deadline, the error mapping and the selectors."""
@@ -116,34 +148,11 @@ class ProviderRegistry:
     def not_found(self, name: str) -> E.NotFound:
         return E.NotFound(self.group, self.plural, name)
 
-    # --- calling the provider -----------------------------------------------------------
     async def _call(self, verb: str, coro):
-        """Await ``coro`` under the deadline; map what the provider raises to a Status."""
-        what = self.resource.qualified
-        try:
-            async with asyncio.timeout(self.timeout) as cm:
-                return await coro
-        except E.StatusError:
-            raise
-        except SourceUnavailable as e:
-            log.warning("provider of %s: %s unavailable: %s", what, verb, e)
-            raise E.ServiceUnavailable(str(e), retry_after=e.retry_after,
-                                       headers={"Retry-After": str(e.retry_after)}) from None
-        except TimeoutError:
-            if cm.expired():
-                log.warning("provider of %s: %s did not answer within %gs", what, verb, self.timeout)
-                raise E.Timeout(f"Timeout: the provider of {what} did not answer within {self.timeout:g}s",
-                                retry_after=1, headers={"Retry-After": "1"}) from None
-            log.warning("provider of %s: %s failed: TimeoutError", what, verb)
-            raise self._unavailable() from None
-        except Exception as e:  # a provider bug must not become a 500 with a traceback
-            log.warning("provider of %s: %s failed: %s: %s", what, verb, type(e).__name__, e)
-            raise self._unavailable() from None
+        return await guarded_call(self.resource.qualified, verb, coro, self.timeout)
 
     def _unavailable(self) -> E.ServiceUnavailable:
-        return E.ServiceUnavailable(f"the provider of {self.resource.qualified} failed to answer",
-                                    retry_after=RETRY_AFTER_SECONDS,
-                                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return provider_failed(self.resource.qualified)
 
     # --- reads --------------------------------------------------------------------------
     async def get(self, namespace: str, name: str) -> KubeObject:
