@@ -182,7 +182,7 @@ class PrometheusClient:
 
     async def query(self, query: str, *, at: float | None = None) -> QueryResult:
         """``/api/v1/query`` (an instant query at ``at``, default now)."""
-        params = [("query", query), ("timeout", f"{self.timeout:g}s")]
+        params = [("query", query), ("timeout", f"{max(1, int(self.timeout * 1000))}ms")]  # a model.Duration
         if at:
             params.append(("time", _fmt_time(at)))
         data = await self._do("/api/v1/query", params)

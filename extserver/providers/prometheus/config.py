@@ -127,7 +127,7 @@ class _Reader:
         self.rule = ""  # the rule being read, for messages
 
     def fail(self, path: str, msg: str) -> ConfigError:
-        return ConfigError(f"{self.rule + ': ' if self.rule else ''}{path}: {msg}")
+        return ConfigError(": ".join(p for p in (self.rule, path, msg) if p))
 
     def string(self, v: Any, path: str) -> str:
         if v is None or v == "":
@@ -180,11 +180,10 @@ class _Reader:
         return rm
 
     def discovery_rule(self, v: Any, where: str) -> DiscoveryRule:
+        sq = v.get("seriesQuery") if isinstance(v, dict) else None
+        self.rule = f"{where} (seriesQuery {go_quote(sq)})" if isinstance(sq, str) and sq else where
         d = self.mapping(v, "", {"seriesQuery": "", "seriesFilters": "", "resources": "", "name": "",
-                                 "metricsQuery": ""}) if isinstance(v, dict) or v in (None, "") \
-            else self._not_a_map(where)
-        self.rule = f"{where} (seriesQuery {go_quote(d['seriesQuery'])})" \
-            if isinstance(d.get("seriesQuery"), str) and d.get("seriesQuery") else where
+                                 "metricsQuery": ""})
         rule = DiscoveryRule(series_query=self.string(d.get("seriesQuery"), "seriesQuery"),
                              metrics_query=self.string(d.get("metricsQuery"), "metricsQuery"), where=self.rule)
         for i, f in enumerate(self.sequence(d.get("seriesFilters"), "seriesFilters")):
@@ -195,10 +194,6 @@ class _Reader:
         nd = self.mapping(d.get("name"), "name", {"matches": "", "as": ""})
         rule.name = NameMapping(self.string(nd.get("matches"), "name.matches"), self.string(nd.get("as"), "name.as"))
         return rule
-
-    def _not_a_map(self, where: str) -> dict:
-        self.rule = where
-        raise self.fail("", "expected a map")
 
     def resource_rule(self, v: Any, where: str) -> ResourceRule:
         self.rule = where
