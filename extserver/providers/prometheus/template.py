@@ -374,6 +374,7 @@ class _Parser:
         self.items = _lex(name, text)
         self.i = 0
         self.vars: list[list[str]] = [["$"]]
+        self.range_depth = 0  # break/continue are allowed inside a range body, at any depth
 
     # -- token helpers ----------------------------------------------------------------
     def err(self, item: _Item, msg: str) -> TemplateError:
@@ -453,7 +454,7 @@ class _Parser:
                 self.expect_rdelim("else")
                 return ("else", tok)
             if kw in ("break", "continue"):
-                if "range" not in ctx:
+                if self.range_depth == 0:
                     raise self.err(tok, f"{{{{{kw}}}}} outside {{{{range}}}}")
                 self.expect_rdelim(kw)
                 return BreakNode(tok.pos, tok.line) if kw == "break" else ContinueNode(tok.pos, tok.line)
@@ -471,7 +472,11 @@ class _Parser:
     def branch(self, kind: str, tok: _Item) -> BranchNode:
         self.vars.append(list(self.vars[-1]))
         pipe = self.pipeline(kind, RDELIM)
-        body, stop, stop_item = self.item_list(kind if kind != "range" else "range")
+        self.range_depth += kind == "range"
+        try:
+            body, stop, stop_item = self.item_list(kind)
+        finally:
+            self.range_depth -= kind == "range"
         else_body = None
         if stop == "else":
             nxt = self.peek_non_space()
