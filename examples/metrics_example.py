@@ -49,6 +49,8 @@ class ExampleSource(ResourceMetricsSource):
         self.pods = StaticObjects()
         self.nodes = StaticObjects()
         self._data: dict = {}
+        self._pod_usage: dict = {}
+        self._node_usage: dict = {}
         self._mtime = -1.0
         self.reload()
 
@@ -69,6 +71,8 @@ class ExampleSource(ResourceMetricsSource):
                                    for p in data.get("pods", [])])
         self.nodes = StaticObjects([ObjectMeta(n["name"], "", dict(n.get("labels") or {}))
                                     for n in data.get("nodes", [])])
+        self._pod_usage = {(p["namespace"], p["name"]): p.get("containers") for p in data.get("pods", [])}
+        self._node_usage = {n["name"]: n.get("usage") for n in data.get("nodes", [])}
 
     async def _check(self) -> dict:
         data = self.reload()
@@ -80,19 +84,20 @@ class ExampleSource(ResourceMetricsSource):
             raise RuntimeError("boom: a bug in the provider")
         return data
 
+    # one check (reload, injected failure) per request, then a lookup per object
+    async def get_pod_metrics(self, pods):
+        await self._check()
+        return await super().get_pod_metrics(pods)
+
+    async def get_node_metrics(self, nodes):
+        await self._check()
+        return await super().get_node_metrics(nodes)
+
     async def pod_usage(self, pod: ObjectMeta):
-        data = await self._check()
-        for p in data.get("pods", []):
-            if p["namespace"] == pod.namespace and p["name"] == pod.name:
-                return p.get("containers")
-        return None
+        return self._pod_usage.get((pod.namespace, pod.name))
 
     async def node_usage(self, node: ObjectMeta):
-        data = await self._check()
-        for n in data.get("nodes", []):
-            if n["name"] == node.name:
-                return n.get("usage")
-        return None
+        return self._node_usage.get(node.name)
 
 
 class _Objects:

@@ -135,23 +135,43 @@ def _interpret(suffix: str) -> tuple[int, int, str]:
     raise QuantityError(ERR_SUFFIX)
 
 
+_PARSED: dict[str, "Quantity"] = {}
+_PARSED_MAX = 4096
+
+
 class Quantity:
     """An exact decimal quantity with a preferred format. Immutable."""
 
-    __slots__ = ("_m", "_e", "format", "_s")
+    __slots__ = ("_m", "_e", "_fmt", "_s")
 
     def __init__(self, mantissa: int = 0, exponent: int = 0, format: str = DECIMAL_SI, *, _s: str = ""):
         self._m = int(mantissa)
         self._e = int(exponent) if mantissa else 0
-        self.format = format
+        self._fmt = format
         self._s = _s
+
+    @property
+    def format(self) -> str:
+        """DecimalSI, BinarySI or DecimalExponent: how the canonical string is written."""
+        return self._fmt
 
     # --- construction -------------------------------------------------------------------
     @classmethod
     def parse(cls, s: str) -> "Quantity":
-        """``resource.ParseQuantity``; raises :class:`QuantityError` (a ValueError)."""
+        """``resource.ParseQuantity``; raises :class:`QuantityError` (a ValueError). Results are
+        cached (a Quantity is immutable; metrics repeat the same few strings)."""
         if not isinstance(s, str):
             raise QuantityError(ERR_FORMAT_WRONG)
+        q = _PARSED.get(s)
+        if q is None:
+            q = cls._parse(s)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[s] = q
+        return q
+
+    @classmethod
+    def _parse(cls, s: str) -> "Quantity":
         if not s:
             raise QuantityError(ERR_FORMAT_WRONG)
         if s == "0":

@@ -17,7 +17,6 @@ Values may be Quantity, strings ("250m") or numbers (cores, bytes). The objects 
 (an informer on the main apiserver's ``/api/v1/pods`` / ``/api/v1/nodes``, as metrics-server)."""
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import logging
 from typing import Any, Mapping
@@ -47,8 +46,9 @@ def usage_quantities(usage: Mapping[str, Any]) -> dict[str, Quantity]:
 
 class ResourceMetricsSource:
     """A :class:`~.metrics_api.ResourceMetricsProvider` written per object: override
-    :meth:`pod_usage` and/or :meth:`node_usage`. Calls for the objects of one request run
-    concurrently."""
+    :meth:`pod_usage` and/or :meth:`node_usage`. They are awaited one after the other (a task
+    per pod would cost more than a lookup); a source that does I/O per request should override
+    :meth:`get_pod_metrics` / :meth:`get_node_metrics` and answer the whole batch at once."""
 
     #: the window the usage was measured over, in seconds
     window: float = 30.0
@@ -66,13 +66,13 @@ class ResourceMetricsSource:
         return _dt.datetime.now(_dt.timezone.utc)
 
     async def get_pod_metrics(self, pods: list[ObjectMeta]) -> list[PodMetrics | None]:
-        usages = await asyncio.gather(*(self.pod_usage(p) for p in pods))
+        usages = [await self.pod_usage(p) for p in pods]
         ts = self.now()
         return [None if u is None else PodMetrics(ts, self.window, [
             ContainerMetrics(name, usage_quantities(cu)) for name, cu in u.items()]) for u in usages]
 
     async def get_node_metrics(self, nodes: list[ObjectMeta]) -> list[NodeMetrics | None]:
-        usages = await asyncio.gather(*(self.node_usage(n) for n in nodes))
+        usages = [await self.node_usage(n) for n in nodes]
         ts = self.now()
         return [None if u is None else NodeMetrics(ts, self.window, usage_quantities(u)) for u in usages]
 

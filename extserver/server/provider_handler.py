@@ -52,6 +52,10 @@ class ProviderHandler(ResourceHandler):
 
     # --- encoding -----------------------------------------------------------------------
     def _doc(self, hub: KubeObject) -> dict:
+        if self.sv.model is self.res.hub:  # served as computed: no conversion, no copy
+            d = hub.to_wire()
+            d["apiVersion"], d["kind"] = self.sv.api_version, self.sv.kind
+            return d
         return Codec.hub_to_dict(hub, self.sv)
 
     def _pom_doc(self, hub: KubeObject, conv_version: str) -> dict:

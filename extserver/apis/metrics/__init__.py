@@ -28,6 +28,7 @@ from .types import ContainerMetrics, NodeMetrics, PodMetrics, go_duration, rfc33
 
 GROUP = "metrics.k8s.io"
 VERSION = "v1beta1"
+API_VERSION = f"{GROUP}/{VERSION}"
 
 __all__ = ["GROUP", "VERSION", "metrics_group", "PodMetrics", "NodeMetrics", "ContainerMetrics"]
 
@@ -91,9 +92,9 @@ class PodMetricsProvider(_ListerLifecycle, Provider[PodMetrics]):
             return []
         ms = await self.metrics.get_pod_metrics(pods)
         now = rfc3339(_dt.datetime.now(_dt.timezone.utc))
-        return [PodMetrics(metadata=_metadata(p, now), timestamp=rfc3339(m.timestamp),
-                           window=go_duration(m.window_seconds),
-                           containers=[ContainerMetrics(name=c.name, usage=dict(c.usage)) for c in m.containers])
+        return [PodMetrics(api_version=API_VERSION, kind="PodMetrics", metadata=_metadata(p, now),
+                           timestamp=rfc3339(m.timestamp), window=go_duration(m.window_seconds),
+                           containers=[ContainerMetrics(name=c.name, usage=c.usage) for c in m.containers])
                 for p, m in zip(pods, ms) if m is not None]
 
     async def list(self, namespace: str, label_selector: LabelSelector | None,
@@ -122,8 +123,8 @@ class NodeMetricsProvider(_ListerLifecycle, Provider[NodeMetrics]):
             return []
         ms = await self.metrics.get_node_metrics(nodes)
         now = rfc3339(_dt.datetime.now(_dt.timezone.utc))
-        return [NodeMetrics(metadata=_metadata(n, now), timestamp=rfc3339(m.timestamp),
-                            window=go_duration(m.window_seconds), usage=dict(m.usage))
+        return [NodeMetrics(api_version=API_VERSION, kind="NodeMetrics", metadata=_metadata(n, now),
+                            timestamp=rfc3339(m.timestamp), window=go_duration(m.window_seconds), usage=m.usage)
                 for n, m in zip(nodes, ms) if m is not None]
 
     async def list(self, namespace: str, label_selector: LabelSelector | None,

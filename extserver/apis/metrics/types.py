@@ -4,11 +4,19 @@ wire-compatible with metrics-server: ``usage`` values are canonical Quantity str
 from __future__ import annotations
 
 import datetime as _dt
-
 from pydantic import Field
 
 from ...api import KubeModel, KubeObject
+from ...machinery.meta import ObjectMeta
 from ...machinery.quantity import Quantity
+
+def _meta_wire(md: ObjectMeta) -> dict:
+    return {k: v for k, v in (("name", md.name), ("namespace", md.namespace),
+                              ("creationTimestamp", md.creation_timestamp), ("labels", md.labels)) if v is not None}
+
+
+def _usage_wire(usage: dict[str, Quantity]) -> dict[str, str]:
+    return {k: str(v) for k, v in usage.items()}
 
 
 class ContainerMetrics(KubeModel):
@@ -30,6 +38,13 @@ class PodMetrics(KubeObject):
                                                description="Metrics for all containers are collected within "
                                                            "the same time window.")
 
+    def to_wire(self) -> dict:
+        """Hand-written for speed (the hot path of ``kubectl top pod -A``); the same JSON as the
+        generic dump of the metadata fields the metrics API sets."""
+        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": _meta_wire(self.metadata),
+                "timestamp": self.timestamp, "window": self.window,
+                "containers": [{"name": c.name, "usage": _usage_wire(c.usage)} for c in self.containers]}
+
 
 class NodeMetrics(KubeObject):
     """NodeMetrics sets resource usage metrics of a node."""
@@ -40,6 +55,10 @@ class NodeMetrics(KubeObject):
     window: str = "0s"
     usage: dict[str, Quantity] = Field(default_factory=dict,
                                        description="The memory usage is the memory working set.")
+
+    def to_wire(self) -> dict:
+        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": _meta_wire(self.metadata),
+                "timestamp": self.timestamp, "window": self.window, "usage": _usage_wire(self.usage)}
 
 
 def rfc3339(t: _dt.datetime) -> str:
