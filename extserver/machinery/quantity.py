@@ -406,4 +406,4 @@ class Quantity:
 
     @classmethod
     def __get_pydantic_json_schema__(cls, _schema: Any, _handler: Any) -> dict:
-        return {"type": "string", "x-kubernetes-int-or-string": True}
+        return {"type": "string"}  # as Go's Quantity.OpenAPISchemaType
