@@ -11,6 +11,7 @@ exactly, without a group the first match in priority order (core first) wins."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from .metrics_api import GroupResource, ObjectReference
 
@@ -110,8 +111,16 @@ class ResourceMapper:
     def reference_for(self, gr: GroupResource, namespace: str, name: str) -> ObjectReference:
         """``helpers.ReferenceFor``: the ``describedObject`` of one object. For a kind the
         mapper does not know, ``kind`` is the resource name (the best available guess)."""
+        return self.references(gr)(namespace, name)
+
+    def references(self, gr: GroupResource) -> Callable[[str, str], ObjectReference]:
+        """:meth:`reference_for` of many objects of one resource (the kind is looked up once)."""
         k = self.lookup(gr)
         if k is None:
-            return ObjectReference(kind=gr.resource, name=name, namespace=namespace, api_version=gr.group)
-        return ObjectReference(kind=k.kind, name=name, namespace=namespace if k.namespaced else "",
-                               api_version=k.api_version)
+            kind, api_version, namespaced = gr.resource, gr.group, True
+        else:
+            kind, api_version, namespaced = k.kind, k.api_version, k.namespaced
+
+        def ref(namespace: str, name: str) -> ObjectReference:
+            return ObjectReference(kind, name, namespace if namespaced else "", api_version)
+        return ref

@@ -197,7 +197,7 @@ class CustomMetrics:
             pairs = list(zip(objs, out))
         now = _dt.datetime.now(_dt.timezone.utc)
         sel = label_selector_dict(metric_selector)
-        gr, metric, ref = m.info.group_resource, m.info.metric, self.mapper.reference_for
+        metric, ref = m.info.metric, self.mapper.references(m.info.group_resource)
         result = []
         for obj, v in pairs:
             if v is None:
@@ -206,7 +206,7 @@ class CustomMetrics:
             if isinstance(v, Sample):
                 ts, window, v = v.timestamp or now, v.window_seconds if v.window_seconds is not None else window, \
                     v.value
-            result.append(MetricValue(ref(gr, obj.namespace, obj.name), metric, ts, v, window, sel))
+            result.append(MetricValue(ref(obj.namespace, obj.name), metric, ts, v, window, sel))
         return result
 
 

@@ -4,6 +4,7 @@ exactly as Go's encoder writes them (field order and ``omitempty`` of k8s.io/api
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from typing import Mapping
 
 from ..machinery import errors as E
@@ -26,6 +27,7 @@ def parse_label_selector(query: Mapping[str, str], param: str) -> LabelSelector:
         raise E.BadRequest(msg if "unable to parse" in msg else f"unable to parse requirement: {msg}") from None
 
 
+@functools.lru_cache(maxsize=64)  # the items of one answer mostly share their timestamp
 def time_str(ts: _dt.datetime) -> str:
     """``metav1.Time``: RFC 3339 in UTC, whole seconds (a naive datetime is taken as UTC)."""
     if ts.tzinfo is not None:
@@ -33,8 +35,17 @@ def time_str(ts: _dt.datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def quantity_str(v) -> str:
+@functools.lru_cache(maxsize=8192, typed=True)
+def _number_str(v) -> str:
     return str(Quantity.coerce(v))
+
+
+def quantity_str(v) -> str:
+    """The canonical string of a Quantity, a quantity string or a number (numbers and
+    strings, which sources repeat a lot, are parsed once)."""
+    if isinstance(v, Quantity):
+        return str(v)
+    return _number_str(v)
 
 
 def object_reference(ref: ObjectReference) -> dict:
