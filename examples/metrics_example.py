@@ -156,7 +156,7 @@ def _key(obj: ObjectMeta) -> str:
 async def requests_per_second(objects: list[ObjectMeta], selector):
     """The Pods metric of an HPA: one value per pod the HPA's label selector matches."""
     values = await _custom_values("pods", "requests_per_second")
-    return [values.get(_key(p)) for p in objects]
+    return [values.get(f"{p.namespace}/{p.name}") for p in objects]
 
 
 @custom.metric("queue_depth", resource="namespaces")
