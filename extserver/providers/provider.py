@@ -224,6 +224,10 @@ class ProviderRegistry:
 
     def _check(self, obj: KubeObject, namespace: str) -> None:
         """Fill what the path implies; refuse objects a provider should not return."""
+        if not isinstance(obj, KubeObject):
+            log.warning("provider of %s returned a %s, not a %s", self.resource.qualified, type(obj).__name__,
+                        self.resource.hub.__name__)
+            raise self._unavailable()
         md = obj.metadata
         if not md.name:
             log.warning("provider of %s returned an object without metadata.name", self.resource.qualified)

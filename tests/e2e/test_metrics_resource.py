@@ -141,6 +141,11 @@ def test_kubectl_top_pod_in_a_namespace(server, fresh):
         ["web-2", "1500m", "1536Mi"]]
 
 
+def test_kubectl_top_one_pod(server, fresh):
+    assert table(kubectl(server, "top", "pod", "web-2", "-n", "shop").stdout) == [
+        ["NAME", "CPU(cores)", "MEMORY(bytes)"], ["web-2", "1500m", "1536Mi"]]
+
+
 def test_kubectl_top_pod_containers(server, fresh):
     assert table(kubectl(server, "top", "pod", "-n", "shop", "--containers").stdout) == [
         ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"], ["db-0", "postgres", "350m", "512Mi"],

@@ -51,6 +51,8 @@ class Clocks(Provider[Clock]):
             raise KeyError("secret detail")
         if self.mode == "slow":
             await asyncio.sleep(30)
+        if self.mode == "junk":
+            return [{"metadata": {"name": "not-a-clock"}}]
         # returns everything: the framework applies the selectors
         return [Clock(metadata=ObjectMeta(name=n, labels={"hemisphere": h}), zone=z, offset=o)
                 for n, h, z, o in [("utc", "none", "Etc/UTC", 0), ("cet", "north", "Europe/Paris", 1),
@@ -163,6 +165,9 @@ async def test_failures_become_503_and_504(client):
     r = await client.get(f"{BASE}/clocks")
     assert r.status == 504
     assert (await r.json())["message"] == "Timeout: the provider of clocks.time.example.com did not answer within 0.3s"
+    client.clocks.mode = "junk"  # not Clock objects: the provider's fault, not a 500
+    r = await client.get(f"{BASE}/clocks")
+    assert r.status == 503
     client.clocks.mode = ""
     assert (await client.get(f"{BASE}/clocks")).status == 200
 
