@@ -42,6 +42,7 @@ class CustomMetricsAPI(DynamicGroup):
         self.mapper = mapper or getattr(provider, "mapper", None) or ResourceMapper()
 
     def bind(self, server) -> None:
+        super().bind(server)
         self.mapper.add_groups(server.groups)
 
     # --- discovery ----------------------------------------------------------------------

@@ -47,4 +47,12 @@ class DynamicGroup(APIGroup):
         raise NotImplementedError
 
     def bind(self, server) -> None:
-        """Called once by the server that serves the group (e.g. to learn its other groups)."""
+        """Called once by the server that serves the group (e.g. to learn its other groups).
+        A provider with ``start(server)`` / ``stop()`` (e.g. one listing the cluster's pods) is
+        started once the server listens (``/readyz`` waits for it) and stopped with it."""
+        provider = getattr(self, "provider", None)
+        start, stop = getattr(provider, "start", None), getattr(provider, "stop", None)
+        if start is not None:
+            server.add_post_start_hook(f"provider-{self.name}", start)
+        if stop is not None:
+            server.shutdown_hooks.append(stop)

@@ -141,6 +141,22 @@ class CustomMetrics:
         for info in [i for i in self._metrics if i.group_resource == gr and i.metric == name]:
             del self._metrics[info]
 
+    # --- lifecycle (the listers that have one, e.g. ClusterObjects) -----------------------
+    def _listers_with(self, method: str) -> list:
+        found: dict[int, object] = {}
+        for lister in [*self._objects.values(), *(m.objects for m in self._metrics.values())]:
+            if lister is not None and callable(getattr(lister, method, None)):
+                found.setdefault(id(lister), lister)
+        return list(found.values())
+
+    async def start(self, server) -> None:
+        for lister in self._listers_with("start"):
+            await lister.start(server)
+
+    async def stop(self) -> None:
+        for lister in self._listers_with("stop"):
+            await lister.stop()
+
     # --- the provider protocol ----------------------------------------------------------
     def list_all_metrics(self) -> list[CustomMetricInfo]:
         out = list(self._metrics)

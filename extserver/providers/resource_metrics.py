@@ -17,6 +17,7 @@ Values may be Quantity, strings ("250m") or numbers (cores, bytes). The objects 
 (an informer on the main apiserver's ``/api/v1/pods`` / ``/api/v1/nodes``, as metrics-server)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 from typing import Any, Mapping
@@ -128,12 +129,18 @@ class ClusterObjects:
         self.kubeconfig = kubeconfig
         self.informer = None
         self._client = None
+        self._started: asyncio.Future | None = None
 
     async def start(self, server: Any) -> None:
+        # one lister may serve several groups (metrics.k8s.io and custom.metrics.k8s.io), whose
+        # start hooks run concurrently: the first call starts the informer, all wait for it
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start(server))
+        await asyncio.shield(self._started)
+
+    async def _start(self, server: Any) -> None:
         from ..auth.informer import Informer
         from ..auth.kubeclient import KubeClient
-        if self.informer is not None:
-            return
         self._client = await KubeClient.load(self.kubeconfig or getattr(server, "kubeconfig", None))
         self.informer = Informer(self._client, f"/api/v1/{self.resource}", name=f"metrics-{self.resource}",
                                  transform=_object_meta)

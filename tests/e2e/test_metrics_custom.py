@@ -475,3 +475,35 @@ def test_authorization_attributes_and_403(cluster):
     assert a.status == 403 and a.json()["message"] == (
         'queue_messages_ready.external.metrics.k8s.io is forbidden: User "mallory" cannot list resource '
         '"queue_messages_ready" in API group "external.metrics.k8s.io" in the namespace "shop"')
+
+
+# --- the described pods from the cluster ----------------------------------------------------
+def test_pods_metric_over_the_clusters_pods(data):
+    """``EXAMPLE_OBJECTS=cluster``: the pods of ``pods/*`` are the main apiserver's (the stand-in),
+    listed by one informer shared with metrics.k8s.io and started with the server."""
+    env = ClusterEnv()
+    env.standin.allow_users("system:serviceaccount:kube-system:horizontal-pod-autoscaler")
+    env.standin.set_pod("shop", "web-1", {"app": "web"})
+    env.standin.set_pod("shop", "web-3", {"app": "web"})  # no value in the source: left out
+    env.standin.set_pod("shop", "worker-1", {"app": "worker"})
+    os.environ["EXAMPLE_OBJECTS"] = "cluster"
+    try:
+        srv = start(ClusterServer(env, ARGS + ["--kubeconfig", str(env.kubeconfig)]), data)
+    finally:
+        del os.environ["EXAMPLE_OBJECTS"]
+    try:
+        as_hpa = [("X-Remote-User", "system:serviceaccount:kube-system:horizontal-pod-autoscaler")]
+        a = srv.request("GET", f"{CM2}/namespaces/shop/pods/%2A/requests_per_second?labelSelector=app%3Dweb",
+                        cert=env.proxy, headers=as_hpa)
+        assert a.status == 200, a.body
+        validate(a.json(), f"{CM}/v1beta2")
+        assert [(i["describedObject"]["name"], i["value"]) for i in a.json()["items"]] == [("web-1", "1500m")]
+        # web-2 has a value in the source but is no pod of the cluster
+        a = srv.request("GET", f"{CM2}/namespaces/shop/pods/web-2/requests_per_second", cert=env.proxy,
+                        headers=as_hpa)
+        assert a.status == 404 and a.json()["message"] == \
+            "the server could not find the metric requests_per_second for pods web-2"
+        assert env.standin.open_watches("pods") == 1
+    finally:
+        srv.close()
+        env.close()
