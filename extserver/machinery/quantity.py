@@ -400,8 +400,11 @@ class Quantity:
             except (QuantityError, OverflowError) as e:
                 raise ValueError(str(e)) from None
 
-        return core_schema.no_info_plain_validator_function(
-            validate, json_schema_input_schema=core_schema.str_schema(),
+        # a Quantity instance is accepted in Rust (no Python call: computed objects hold thousands)
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.no_info_plain_validator_function(validate),
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls),
+                                                    core_schema.no_info_plain_validator_function(validate)]),
             serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="always"))
 
     @classmethod

@@ -38,6 +38,20 @@ def _metadata(o: M.ObjectMeta, now: str) -> WireMeta:
                     creation_timestamp=now)
 
 
+class _Memo:
+    """``fn`` remembered for the last argument (the values repeat across one answer's objects)."""
+
+    __slots__ = ("fn", "arg", "out")
+
+    def __init__(self, fn):
+        self.fn, self.arg, self.out = fn, object(), None
+
+    def __call__(self, arg):
+        if arg != self.arg:
+            self.arg, self.out = arg, self.fn(arg)
+        return self.out
+
+
 def _usage_column(resource: str, usage) -> TableColumn:
     return TableColumn(resource, lambda obj: str(usage(obj).get(resource, Quantity())), format="quantity")
 
@@ -92,8 +106,9 @@ class PodMetricsProvider(_ListerLifecycle, Provider[PodMetrics]):
             return []
         ms = await self.metrics.get_pod_metrics(pods)
         now = rfc3339(_dt.datetime.now(_dt.timezone.utc))
+        ts, win = _Memo(rfc3339), _Memo(go_duration)  # a source's metrics share their timestamp
         return [PodMetrics(api_version=API_VERSION, kind="PodMetrics", metadata=_metadata(p, now),
-                           timestamp=rfc3339(m.timestamp), window=go_duration(m.window_seconds),
+                           timestamp=ts(m.timestamp), window=win(m.window_seconds),
                            containers=[ContainerMetrics(name=c.name, usage=c.usage) for c in m.containers])
                 for p, m in zip(pods, ms) if m is not None]
 
@@ -123,8 +138,9 @@ class NodeMetricsProvider(_ListerLifecycle, Provider[NodeMetrics]):
             return []
         ms = await self.metrics.get_node_metrics(nodes)
         now = rfc3339(_dt.datetime.now(_dt.timezone.utc))
+        ts, win = _Memo(rfc3339), _Memo(go_duration)
         return [NodeMetrics(api_version=API_VERSION, kind="NodeMetrics", metadata=_metadata(n, now),
-                            timestamp=rfc3339(m.timestamp), window=go_duration(m.window_seconds), usage=m.usage)
+                            timestamp=ts(m.timestamp), window=win(m.window_seconds), usage=m.usage)
                 for n, m in zip(nodes, ms) if m is not None]
 
     async def list(self, namespace: str, label_selector: LabelSelector | None,
