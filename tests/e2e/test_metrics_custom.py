@@ -8,14 +8,11 @@ provider's metric list; kube's 404/400/405 answers; provider failures as 503/504
 delegated authorizer's attributes and 403 for these paths (kube-apiserver TEST stand-in)."""
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +20,7 @@ from extserver.machinery.quantity import Quantity
 from tests.e2e.cluster_harness import ClusterEnv, ClusterServer
 from tests.e2e.harness import API, ServerProcess, new_tmp_dir
 from tests.e2e.metrics_schemas import validate
+from tests.e2e.metrics_source import ExampleSourceFile, start_with
 
 CM, EM = "custom.metrics.k8s.io", "external.metrics.k8s.io"
 CM2, CM1, EM1 = f"/apis/{CM}/v1beta2", f"/apis/{CM}/v1beta1", f"/apis/{EM}/v1beta1"
@@ -52,47 +50,19 @@ DATA = {
 }
 
 
-class MetricsData:
-    """The example source's file: rewritten by the tests, re-read by the server."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.stamp = time.time_ns()
-        self.write(DATA)
-
-    def write(self, data: dict) -> None:
-        self.path.write_text(json.dumps(data))
-        self.stamp += 1_000_000  # a distinct mtime per write, whatever the clock's granularity
-        os.utime(self.path, ns=(self.stamp, self.stamp))
-
-    def change(self, **changes) -> None:
-        d = copy.deepcopy(DATA)
-        d.update(changes)
-        self.write(d)
-
-
-def start(srv: ServerProcess, data: MetricsData) -> ServerProcess:
-    """Start ``srv`` with the example source reading ``data``'s file."""
-    os.environ["EXAMPLE_METRICS_FILE"] = str(data.path)
-    try:
-        return srv.start()
-    finally:
-        del os.environ["EXAMPLE_METRICS_FILE"]
-
-
 ARGS = ["--api-module", "examples.metrics_example", "--no-bundled-groups", "--provider-timeout", "1s"]
 
 
 @pytest.fixture(scope="module")
 def data():
     d = new_tmp_dir("extserver-metrics-data-")
-    yield MetricsData(d / "metrics.json")
+    yield ExampleSourceFile(d / "metrics.json", DATA)
     shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def server(data):
-    srv = start(ServerProcess(new_tmp_dir("extserver-metrics-"), extra_args=ARGS), data)
+    srv = start_with(ServerProcess(new_tmp_dir("extserver-metrics-"), extra_args=ARGS), data)
     yield srv
     srv.stop()
     shutil.rmtree(srv.data_dir, ignore_errors=True)
@@ -106,7 +76,7 @@ def api(server) -> API:
 @pytest.fixture(autouse=True)
 def reset(data):
     yield
-    data.write(DATA)
+    data.set()
 
 
 def get(api: API, path: str, *, status: int = 200, accept: str = HPA_ACCEPT) -> dict:
@@ -193,7 +163,7 @@ def test_aggregated_discovery_has_the_metrics_groups(api):
 def test_discovery_follows_the_providers_metric_list(api, data):
     assert "pods/latency_ms" not in [r["name"] for r in get(api, CM2)["resources"]]
     custom = dict(DATA["custom"], **{"pods/latency_ms": {"shop/web-1": 12}})
-    data.change(custom=custom)
+    data.set(custom=custom)
     for version in ("v1beta2", "v1beta1"):
         assert {"name": "pods/latency_ms", "singularName": "", "namespaced": True, "kind": "MetricValueList",
                 "verbs": ["get"]} in get(api, f"/apis/{CM}/{version}")["resources"]
@@ -203,7 +173,7 @@ def test_discovery_follows_the_providers_metric_list(api, data):
     cm = next(i for i in agg.json()["items"] if i["metadata"]["name"] == CM)
     pods = next(x for x in cm["versions"][0]["resources"] if x["resource"] == "pods")
     assert [s["subresource"] for s in pods["subresources"]] == ["requests_per_second", "latency_ms"]
-    data.write(DATA)
+    data.set()
     assert "pods/latency_ms" not in [r["name"] for r in get(api, CM2)["resources"]]
     assert get(api, f"{CM2}/namespaces/shop/pods/*/latency_ms", status=404)["message"] == \
         "the server could not find the metric latency_ms for pods"
@@ -401,29 +371,29 @@ PATHS = [f"{CM2}/namespaces/shop/pods/*/requests_per_second", f"{CM1}/namespaces
 
 @pytest.mark.parametrize("path", PATHS)
 def test_source_down_is_503_with_retry_after(api, data, path):
-    data.change(fail="unavailable")
+    data.set(fail="unavailable")
     r = api.get(path, headers={"Accept": HPA_ACCEPT})
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
     assert r.json() == status("the example metrics source is down", "ServiceUnavailable", 503) | {
         "details": {"retryAfterSeconds": 1}, "code": 503}
-    data.change(fail="crash")
+    data.set(fail="crash")
     r = api.get(path)
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
     group = path.split("/")[2]
     assert r.json()["message"] == f"the provider of {group} failed to answer"
-    data.write(DATA)
+    data.set()
     assert api.get(path).status_code == 200
 
 
 def test_slow_source_is_504_at_the_deadline(api, server, data):
-    data.change(sleep=30)
+    data.set(sleep=30)
     started = time.monotonic()
     r = api.get(f"{CM2}/namespaces/shop/pods/*/requests_per_second", timeout=20)
     elapsed = time.monotonic() - started
     assert r.status_code == 504 and elapsed < 15  # --provider-timeout 1s, not the source's 30s
     assert r.json()["reason"] == "Timeout"
     assert r.json()["message"] == f"Timeout: the provider of {CM} did not answer within 1s"
-    data.write(DATA)
+    data.set()
     assert api.get("/readyz").status_code == 200
     assert api.get(f"{CM2}/namespaces/shop/pods/*/requests_per_second").status_code == 200
     assert "Traceback" not in "".join(server.output)
@@ -434,7 +404,7 @@ def test_slow_source_is_504_at_the_deadline(api, server, data):
 def cluster(data):
     env = ClusterEnv()
     env.standin.allow_users("system:serviceaccount:kube-system:horizontal-pod-autoscaler")
-    srv = start(ClusterServer(env, ARGS), data)
+    srv = start_with(ClusterServer(env, ARGS), data)
     yield env, srv
     srv.close()
     env.close()
@@ -486,11 +456,7 @@ def test_pods_metric_over_the_clusters_pods(data):
     env.standin.set_pod("shop", "web-1", {"app": "web"})
     env.standin.set_pod("shop", "web-3", {"app": "web"})  # no value in the source: left out
     env.standin.set_pod("shop", "worker-1", {"app": "worker"})
-    os.environ["EXAMPLE_OBJECTS"] = "cluster"
-    try:
-        srv = start(ClusterServer(env, ARGS + ["--kubeconfig", str(env.kubeconfig)]), data)
-    finally:
-        del os.environ["EXAMPLE_OBJECTS"]
+    srv = start_with(ClusterServer(env, ARGS + ["--kubeconfig", str(env.kubeconfig)]), data, EXAMPLE_OBJECTS="cluster")
     try:
         as_hpa = [("X-Remote-User", "system:serviceaccount:kube-system:horizontal-pod-autoscaler")]
         a = srv.request("GET", f"{CM2}/namespaces/shop/pods/%2A/requests_per_second?labelSelector=app%3Dweb",
