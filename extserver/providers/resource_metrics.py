@@ -103,22 +103,21 @@ class StaticObjects:
         return self._objects.get((namespace, name))
 
 
-def _object_meta(obj: dict) -> ObjectMeta | None:
-    """What PodMetrics/NodeMetrics copy from a core/v1 Pod or Node; None for a pod that is not
-    running (metrics-server leaves those out)."""
-    if obj.get("kind") == "Pod" or "containers" in (obj.get("spec") or {}):
-        if ((obj.get("status") or {}).get("phase")) != "Running":
-            return None
+def _object_meta(obj: dict) -> tuple[ObjectMeta, bool]:
+    """What PodMetrics/NodeMetrics copy from a core/v1 Pod or Node, and whether it counts: a
+    pod only while Running (metrics-server's pod storage skips the others)."""
     md = obj.get("metadata") or {}
     ts = md.get("creationTimestamp")
     created = _dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc) if ts else None
+    counts = obj.get("kind") != "Pod" or (obj.get("status") or {}).get("phase") == "Running"
     return ObjectMeta(str(md.get("name", "")), str(md.get("namespace") or ""), dict(md.get("labels") or {}),
-                      created)
+                      created), counts
 
 
 class ClusterObjects:
     """An :class:`~.metrics_api.ObjectLister` over the main apiserver's running pods (``resource
-    = "pods"``) or nodes (``"nodes"``): a list+watch informer, as metrics-server's. It starts
+    = "pods"``) or nodes (``"nodes"``): a list+watch informer, as metrics-server's. A pod that
+    exists but is not running has no metrics: its get is metrics-server's ``podmetrics`` 404. It starts
     with the server (``--kubeconfig``, or the in-cluster service account) and ``/readyz``
     waits for its first list; before that, requests are 503."""
 
@@ -160,10 +159,16 @@ class ClusterObjects:
         return self.informer.store
 
     async def list(self, namespace: str, selector: LabelSelector | None) -> list[ObjectMeta]:
-        out = [o for o in self._store().values() if o is not None and (not namespace or o.namespace == namespace)
+        out = [o for o, counts in self._store().values() if counts and (not namespace or o.namespace == namespace)
                and (selector is None or selector.matches(o.labels))]
         out.sort(key=lambda o: (o.namespace, o.name))
         return out
 
     async def get(self, namespace: str, name: str) -> ObjectMeta | None:
-        return self._store().get(f"{namespace}/{name}" if namespace else name)
+        entry = self._store().get(f"{namespace}/{name}" if namespace else name)
+        if entry is None:
+            return None
+        if not entry[1]:
+            from ..machinery.errors import NotFound
+            raise NotFound("metrics.k8s.io", "podmetrics", f"{namespace}/{name}")
+        return entry[0]

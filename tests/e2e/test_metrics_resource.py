@@ -214,7 +214,7 @@ def test_pod_metrics_selectors_and_not_found(api, fresh):
     assert r.status_code == 400 and r.json()["reason"] == "BadRequest"
     r = api.get(f"{BASE}/namespaces/shop/pods/nope")
     assert r.status_code == 404
-    assert r.json()["message"] == 'pod "nope" not found'
+    assert r.json()["message"] == 'pods "nope" not found'  # the pod lister's NotFound, as metrics-server
 
 
 def test_node_metrics_with_kubectl_get_raw(server, fresh):
@@ -365,6 +365,9 @@ def eventually(fn, want, attempts: int = 100):
 
 def test_pods_and_nodes_come_from_the_cluster(from_cluster, fresh):
     env, srv = from_cluster
+    # the source has numbers for pending-0 too: the cluster's phase keeps it out
+    fresh.set(pods=SOURCE["pods"] + [{"namespace": "shop", "name": "pending-0",
+                                      "containers": {"main": {"cpu": "1m", "memory": "1Mi"}}}])
     names = lambda: [(i["metadata"]["name"], i["metadata"]["labels"])  # noqa: E731
                      for i in read_as_reader(srv, env, f"{BASE}/namespaces/shop/pods").json()["items"]]
     # db-0 and web-2 have numbers in the source but are no pods of the cluster; pending-0 is not running
@@ -379,7 +382,9 @@ def test_pods_and_nodes_come_from_the_cluster(from_cluster, fresh):
     env.standin.set_pod("shop", "web-1", delete=True)
     assert eventually(names, [("db-0", {"app": "db"})]) == [("db-0", {"app": "db"})]
     r = read_as_reader(srv, env, f"{BASE}/namespaces/shop/pods/web-1")
-    assert r.status == 404 and r.json()["message"] == 'pod "web-1" not found'
+    assert r.status == 404 and r.json()["message"] == 'pods "web-1" not found'
+    r = read_as_reader(srv, env, f"{BASE}/namespaces/shop/pods/pending-0")  # a pod, but no metrics
+    assert r.status == 404 and r.json()["message"] == 'podmetrics.metrics.k8s.io "shop/pending-0" not found'
     nodes = read_as_reader(srv, env, f"{BASE}/nodes").json()
     assert [(i["metadata"]["name"], i["metadata"]["labels"], i["usage"]) for i in nodes["items"]] == [
         ("node-a", {"zone": "a", "from": "cluster"}, {"cpu": "1200m", "memory": "6Gi"})]

@@ -119,10 +119,10 @@ class PodMetricsProvider(_ListerLifecycle, Provider[PodMetrics]):
     async def get(self, namespace: str, name: str) -> PodMetrics | None:
         pod = await self.pods.get(namespace, name)
         if pod is None:  # the pod lister's NotFound, returned as is (as metrics-server)
-            raise E.NotFound("", "pod", name)
+            raise E.NotFound("", "pods", name)
         objs = await self._objects([pod])
-        if not objs:
-            raise E.NotFound(GROUP, "pods", f"{namespace}/{name}")
+        if not objs:  # metrics-server's storage is installed as "podmetrics"
+            raise E.NotFound(GROUP, "podmetrics", f"{namespace}/{name}")
         return objs[0]
 
 
@@ -149,11 +149,11 @@ class NodeMetricsProvider(_ListerLifecycle, Provider[NodeMetrics]):
 
     async def get(self, namespace: str, name: str) -> NodeMetrics | None:
         node = await self.nodes.get("", name)
-        if node is None:
+        if node is None:  # the typed node lister's NotFound
             raise E.NotFound("", "node", name)
         objs = await self._objects([node])
         if not objs:
-            raise E.NotFound(GROUP, "nodes", name)
+            raise E.NotFound(GROUP, "nodemetrics", name)
         return objs[0]
 
 
