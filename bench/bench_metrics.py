@@ -32,6 +32,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.loadgen import closed_loop, open_loop, pct  # noqa: E402
 from tests.e2e.harness import ServerProcess  # noqa: E402
 
 HPA_ACCEPT = "application/vnd.kubernetes.protobuf, */*"
@@ -51,11 +52,6 @@ def source(n: int) -> dict:
             "custom": {"pods/requests_per_second": rps}}
 
 
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
-
-
 async def scenario(s: aiohttp.ClientSession, url: str, name: str, accept: str, rate: float, duration: float,
                    concurrency: int) -> None:
     async def one() -> float:
@@ -69,29 +65,12 @@ async def scenario(s: aiohttp.ClientSession, url: str, name: str, accept: str, r
         items = len(json.loads(await r.read())["items"])
     for _ in range(20):  # warm-up
         await one()
-    n = int(rate * duration)  # open loop at a fixed rate, bounded by count
-    start = time.perf_counter()
-    tasks = []
-    for i in range(n):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one()))
-    lat = await asyncio.gather(*tasks)
-    took = time.perf_counter() - start
+    n = int(rate * duration)
+    lat, took = await open_loop(one, rate, duration)
     print(f"{name}: {items} items, {rate:g} req/s offered for {duration:g}s: {n} requests, "
           f"{n / took:.1f} req/s achieved, p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
           f"max {max(lat) * 1000:.1f} ms")
-    done: list[float] = []  # closed loop: the maximum
-    end = time.perf_counter() + duration
-
-    async def worker() -> None:
-        while time.perf_counter() < end and len(done) < 1_000_000:
-            done.append(await one())
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    el = time.perf_counter() - t0
+    done, el = await closed_loop(one, concurrency, duration)
     print(f"{name}: closed loop, {concurrency} connections: {len(done) / el:.1f} req/s, "
           f"p50 {pct(done, 0.5):.1f} ms, p99 {pct(done, 0.99):.1f} ms")
 
