@@ -133,8 +133,6 @@ class ProviderRegistry:
     """The registry of a provider kind: the read half of :class:`~extserver.registry.store.Registry`
     on hub objects, with the deadline, the error mapping and the selectors."""
 
-    is_provider = True
-
     def __init__(self, resource: "Resource", *, timeout: float = 10.0):
         self.resource = resource
         self.provider: Provider = resource.provider
