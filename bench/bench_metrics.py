@@ -10,7 +10,8 @@ Starts ``extserver serve --api-module examples.metrics_example`` (local mode, 12
 data dir) with ``EXAMPLE_METRICS_FILE`` holding the pods and their values, then for each
 scenario sends ``--rate`` requests/s for ``--duration`` seconds (open loop, bounded count and
 time) with the admin client certificate, then as fast as ``--concurrency`` connections allow
-for ``--duration`` seconds. Prints the numbers.
+for ``--duration`` seconds. Prints the numbers, and the server's CPU time per request (which
+other load on the machine disturbs less than the latencies).
 
     python bench/bench_metrics.py [--pods 1000] [--rate 100] [--duration 10] [--concurrency 4]
 """
@@ -52,8 +53,14 @@ def source(n: int) -> dict:
             "custom": {"pods/requests_per_second": rps}}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def scenario(s: aiohttp.ClientSession, url: str, name: str, accept: str, rate: float, duration: float,
-                   concurrency: int) -> None:
+                   concurrency: int, pid: int) -> None:
     async def one() -> float:
         t = time.perf_counter()
         async with s.get(url, headers={"Accept": accept}) as r:
@@ -66,10 +73,12 @@ async def scenario(s: aiohttp.ClientSession, url: str, name: str, accept: str, r
     for _ in range(20):  # warm-up
         await one()
     n = int(rate * duration)
+    cpu = cpu_seconds(pid)
     lat, took = await open_loop(one, rate, duration)
+    cpu = (cpu_seconds(pid) - cpu) / n * 1000
     print(f"{name}: {items} items, {rate:g} req/s offered for {duration:g}s: {n} requests, "
           f"{n / took:.1f} req/s achieved, p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
-          f"max {max(lat) * 1000:.1f} ms")
+          f"max {max(lat) * 1000:.1f} ms; server CPU {cpu:.1f} ms/request")
     done, el = await closed_loop(one, concurrency, duration)
     print(f"{name}: closed loop, {concurrency} connections: {len(done) / el:.1f} req/s, "
           f"p50 {pct(done, 0.5):.1f} ms, p99 {pct(done, 0.99):.1f} ms")
@@ -82,7 +91,8 @@ async def drive(srv: ServerProcess, a: argparse.Namespace) -> None:
         for name, path, accept in SCENARIOS:
             if a.only and not name.startswith(f"({a.only})"):
                 continue
-            await scenario(s, srv.url + path, name, accept, a.rate, min(a.duration, 120.0), a.concurrency)
+            await scenario(s, srv.url + path, name, accept, a.rate, min(a.duration, 120.0), a.concurrency,
+                           srv.proc.pid)
 
 
 def main() -> None:

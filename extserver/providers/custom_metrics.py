@@ -77,8 +77,9 @@ class CustomMetricsAPI(DynamicGroup):
                 raise MetricNotFound(gr, metric, name)
             values = [value]
         item = _item_v1beta2 if req.version == "v1beta2" else _item_v1beta1
+        times: dict = {}  # the items of one answer mostly share one timestamp
         return {"kind": "MetricValueList", "apiVersion": f"{GROUP}/{req.version}", "metadata": {},
-                "items": [item(v) for v in values]}
+                "items": [item(v, times) for v in values]}
 
     def _listed(self) -> set[CustomMetricInfo]:
         norm = self.mapper.normalize
@@ -105,18 +106,19 @@ def _target(req: DynamicRequest) -> tuple[str, str, str, str]:
     return namespace, resource, name or ALL_OBJECTS, metric
 
 
-def _item_v1beta2(m: MetricValue) -> dict:
+def _item_v1beta2(m: MetricValue, times: dict) -> dict:
+    ts = times.get(m.timestamp) or times.setdefault(m.timestamp, time_str(m.timestamp))
     d = {"describedObject": object_reference(m.described_object),
-         "metric": {"name": m.metric, "selector": m.selector}, "timestamp": time_str(m.timestamp)}
+         "metric": {"name": m.metric, "selector": m.selector}, "timestamp": ts}
     if m.window_seconds is not None:
         d["windowSeconds"] = int(m.window_seconds)
     d["value"] = quantity_str(m.value)
     return d
 
 
-def _item_v1beta1(m: MetricValue) -> dict:
-    d = {"describedObject": object_reference(m.described_object), "metricName": m.metric,
-         "timestamp": time_str(m.timestamp)}
+def _item_v1beta1(m: MetricValue, times: dict) -> dict:
+    ts = times.get(m.timestamp) or times.setdefault(m.timestamp, time_str(m.timestamp))
+    d = {"describedObject": object_reference(m.described_object), "metricName": m.metric, "timestamp": ts}
     if m.window_seconds is not None:
         d["window"] = int(m.window_seconds)
     d["value"] = quantity_str(m.value)

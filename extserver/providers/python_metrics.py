@@ -207,22 +207,20 @@ class CustomMetrics:
     async def _values(self, m: _CustomMetric, objs: list[ObjectMeta], metric_selector: LabelSelector
                       ) -> list[MetricValue]:
         out = await _call(m.fn, objs, metric_selector)
-        if isinstance(out, Mapping):
-            pairs = [(o, out.get(o.name)) for o in objs]
-        else:
-            pairs = list(zip(objs, out))
+        pairs = zip(objs, [out.get(o.name) for o in objs] if isinstance(out, Mapping) else out)
         now = _dt.datetime.now(_dt.timezone.utc)
         sel = label_selector_dict(metric_selector)
-        metric, ref = m.info.metric, self.mapper.references(m.info.group_resource)
+        metric, ref, window = m.info.metric, self.mapper.references(m.info.group_resource), m.window_seconds
         result = []
+        append = result.append  # a list over 1,000s of pods: kept lean
         for obj, v in pairs:
             if v is None:
                 continue
-            ts, window = now, m.window_seconds
-            if isinstance(v, Sample):
-                ts, window, v = v.timestamp or now, v.window_seconds if v.window_seconds is not None else window, \
-                    v.value
-            result.append(MetricValue(ref(obj.namespace, obj.name), metric, ts, v, window, sel))
+            if type(v) is Sample:
+                w = v.window_seconds if v.window_seconds is not None else window
+                append(MetricValue(ref(obj.namespace, obj.name), metric, v.timestamp or now, v.value, w, sel))
+            else:
+                append(MetricValue(ref(obj.namespace, obj.name), metric, now, v, window, sel))
         return result
 
 

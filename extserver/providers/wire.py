@@ -50,6 +50,10 @@ def quantity_str(v) -> str:
 
 def object_reference(ref: ObjectReference) -> dict:
     """``v1.ObjectReference``: kind, namespace, name, apiVersion, each omitted when empty."""
+    if ref.kind and ref.name and ref.api_version:  # the usual case, without the tests
+        if ref.namespace:
+            return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "apiVersion": ref.api_version}
+        return {"kind": ref.kind, "name": ref.name, "apiVersion": ref.api_version}
     d = {}
     if ref.kind:
         d["kind"] = ref.kind
