@@ -10,7 +10,6 @@ exception is 503 with ``Retry-After`` (one log line, no traceback to the client)
 deadline is 504."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Awaitable, TypeVar
 
@@ -20,17 +19,13 @@ from ..filters.requestinfo import RequestInfo
 from ..machinery import errors as E
 from ..machinery import negotiation as N
 from ..providers.dynamic import DynamicGroup, DynamicRequest
-from ..providers.provider import RETRY_AFTER_SECONDS, SourceUnavailable
+from ..providers.provider import guarded_call
 from . import discovery
 from .handlers import HandlerConfig, _bool, _q, respond
 
 log = logging.getLogger("extserver.providers")
 
 T = TypeVar("T")
-
-
-def _unavailable(message: str, retry_after: int = RETRY_AFTER_SECONDS) -> E.ServiceUnavailable:
-    return E.ServiceUnavailable(message, retry_after=retry_after, headers={"Retry-After": str(retry_after)})
 
 
 class DynamicGroupHandler:
@@ -40,25 +35,7 @@ class DynamicGroupHandler:
 
     async def guarded(self, what: str, aw: Awaitable[T]) -> T:
         """Await the group's answer under the deadline; map the provider's failures."""
-        name = self.group.name
-        try:
-            async with asyncio.timeout(self.timeout) as cm:
-                return await aw
-        except E.StatusError:
-            raise
-        except SourceUnavailable as e:
-            log.warning("provider of %s: %s unavailable: %s", name, what, e)
-            raise _unavailable(str(e), e.retry_after) from None
-        except TimeoutError:
-            if not cm.expired():
-                log.warning("provider of %s: %s failed: TimeoutError", name, what)
-                raise _unavailable(f"the provider of {name} failed to answer") from None
-            log.warning("provider of %s: %s did not answer within %gs", name, what, self.timeout)
-            raise E.Timeout(f"Timeout: the provider of {name} did not answer within {self.timeout:g}s",
-                            retry_after=1, headers={"Retry-After": "1"}) from None
-        except Exception as e:  # a provider bug must not become a 500 with a traceback
-            log.warning("provider of %s: %s failed: %s: %s", name, what, type(e).__name__, e)
-            raise _unavailable(f"the provider of {name} failed to answer") from None
+        return await guarded_call(self.group.name, what, aw, self.timeout)
 
     async def handle(self, request: web.Request, info: RequestInfo) -> web.Response:
         if request.method not in ("GET", "HEAD"):
