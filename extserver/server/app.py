@@ -327,7 +327,8 @@ class ExtServer:
         if path == "/metrics":
             return self.metrics.response()
         if path == "/":
-            paths = sorted(k for k in self._static if k.startswith("/")) + [
+            paths = sorted([k for k in self._static if k.startswith("/")]
+                           + [f"/apis/{g}/{v}" for g, h in self.dynamic.items() for v in h.group.versions]) + [
                 "/healthz", "/livez", "/readyz", "/metrics", "/openapi/v2", "/openapi/v3"]
             return web.Response(body=orjson.dumps({"paths": paths}), content_type=N.JSON)
         raise E.PathNotFound()
