@@ -22,6 +22,7 @@ import pytest
 
 from tests.e2e.cluster_harness import ClusterEnv, ClusterServer
 from tests.e2e.harness import API, ServerProcess, new_tmp_dir
+from tests.e2e.metrics_source import ExampleSourceFile, start_with
 
 KUBECTL = shutil.which("kubectl")
 BASE = "/apis/metrics.k8s.io/v1beta1"
@@ -71,38 +72,16 @@ def list_schema(kind: str, item: dict) -> dict:
         "metadata": {"type": "object"}, "items": {"type": "array", "items": item}}}
 
 
-class Source:
-    """The example source's data file: rewritten by the tests, re-read by the server."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.version = 0
-        self.set()
-
-    def set(self, **changes) -> None:
-        self.version += 1
-        self.path.write_text(json.dumps(dict(SOURCE, **changes)))
-        os.utime(self.path, ns=(self.version * 10 ** 9, self.version * 10 ** 9))  # a new mtime every time
-
-
-def start(srv: ServerProcess, source: Source) -> ServerProcess:
-    os.environ["EXAMPLE_METRICS_FILE"] = str(source.path)
-    try:
-        return srv.start()
-    finally:
-        del os.environ["EXAMPLE_METRICS_FILE"]
-
-
 @pytest.fixture(scope="module")
 def source():
     d = new_tmp_dir("extserver-metrics-src-")
-    yield Source(d / "metrics.json")
+    yield ExampleSourceFile(d / "metrics.json", SOURCE)
     shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def server(source):
-    srv = start(ServerProcess(new_tmp_dir("extserver-metrics-"), extra_args=ARGS), source)
+    srv = start_with(ServerProcess(new_tmp_dir("extserver-metrics-"), extra_args=ARGS), source)
     yield srv
     srv.stop()
     shutil.rmtree(srv.data_dir, ignore_errors=True)
@@ -301,7 +280,7 @@ def test_a_slow_provider_is_504_at_the_deadline_and_the_server_stays_healthy(ser
 def cluster(source):
     env = ClusterEnv()
     env.standin.allow_users("reader")
-    srv = start(ClusterServer(env, extra_args=ARGS), source)
+    srv = start_with(ClusterServer(env, extra_args=ARGS), source)
     yield env, srv
     srv.close()
     env.close()
@@ -337,11 +316,8 @@ def from_cluster(source):
     env.standin.set_pod("shop", "web-1", {"app": "web", "from": "cluster"}, containers=["nginx", "sidecar"])
     env.standin.set_pod("shop", "pending-0", {"app": "web"}, phase="Pending")  # not running: no metrics
     env.standin.set_node("node-a", {"zone": "a", "from": "cluster"})
-    os.environ["EXAMPLE_OBJECTS"] = "cluster"
-    try:
-        srv = start(ClusterServer(env, extra_args=ARGS + ["--kubeconfig", str(env.kubeconfig)]), source)
-    finally:
-        del os.environ["EXAMPLE_OBJECTS"]
+    srv = start_with(ClusterServer(env, extra_args=ARGS + ["--kubeconfig", str(env.kubeconfig)]), source,
+                     EXAMPLE_OBJECTS="cluster")
     yield env, srv
     srv.close()
     env.close()
