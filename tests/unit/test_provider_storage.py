@@ -9,7 +9,6 @@ import json
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from pydantic import Field
 
 from extserver.api import APIGroup, KubeObject, ObjectMeta, Strategy, TableColumn, name_column
 from extserver.auth.user import UserInfo
