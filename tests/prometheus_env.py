@@ -74,6 +74,40 @@ class Exporter:
             self.server.server_close()
 
 
+def _serve_in_child(families: list[Family], port: int) -> None:
+    ex = Exporter(families)
+    ex.port = port
+    ex.server, thread = start_http_server(port, addr="127.0.0.1", registry=ex.registry)
+    thread.join()
+
+
+class ExporterProcess:
+    """The exporter in a child process (a benchmark's numbers must not include the GIL time
+    of rendering thousands of series on every scrape)."""
+
+    def __init__(self, families: list[Family]):
+        import multiprocessing
+        self.port = free_port()
+        self.proc = multiprocessing.get_context("fork").Process(target=_serve_in_child, args=(families, self.port),
+                                                                daemon=True)
+
+    def start(self) -> "ExporterProcess":
+        self.proc.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the exporter process did not listen")
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.proc.join(10)
+
+
 class Prometheus:
     """The real Prometheus server process."""
 
@@ -190,9 +224,10 @@ def _rfc3339(s: str) -> float:
 class PromStack:
     """Exporter + Prometheus, started together, stopped in reverse."""
 
-    def __init__(self, workdir: Path, families: list[Family]):
-        self.exporter = Exporter(families).start()
-        self.prometheus = Prometheus(workdir, [f"127.0.0.1:{self.exporter.port}"])
+    def __init__(self, workdir: Path, families: list[Family], *, scrape_interval: str = "1s",
+                 exporter_process: bool = False):
+        self.exporter = (ExporterProcess if exporter_process else Exporter)(families).start()
+        self.prometheus = Prometheus(workdir, [f"127.0.0.1:{self.exporter.port}"], scrape_interval=scrape_interval)
 
     def start(self) -> "PromStack":
         self.prometheus.start()

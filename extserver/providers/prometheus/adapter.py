@@ -88,6 +88,10 @@ class PrometheusAdapter:
     external: PrometheusExternalMetrics | None = None
     resource: PrometheusResourceMetrics | None = None
     listers: dict[GroupResource, ObjectLister] = field(default_factory=dict)
+    #: informers on the cluster's running pods and nodes (None without a cluster), shared by
+    #: metrics.k8s.io and ``pods/*`` of custom.metrics.k8s.io
+    pods: ObjectLister | None = None
+    nodes: ObjectLister | None = None
 
     @classmethod
     def build(cls, config: MetricsDiscoveryConfig, client: PrometheusClient, *, relist_interval: float,
@@ -107,6 +111,10 @@ class PrometheusAdapter:
         relister = SeriesRelister(client, custom_namers, external_namers, custom_reg, external_reg,
                                   interval=relist_interval, max_age=max_age)
         a = cls(client, config, relister, mapper, KubeConnection(kubeconfig, cluster_available))
+        if cluster_available:
+            from ..resource_metrics import ClusterObjects
+            a.pods = ClusterObjects("pods", kubeconfig=kubeconfig)
+            a.nodes = ClusterObjects("nodes", kubeconfig=kubeconfig)
         if config.rules:
             a.custom = PrometheusCustomMetrics(client, custom_reg, mapper, a.lister_for)
         if config.external_rules:
@@ -116,6 +124,11 @@ class PrometheusAdapter:
         return a
 
     def lister_for(self, gr: GroupResource) -> ObjectLister:
+        """Where ``name = *`` finds its objects: the pod informer (an HPA's Pods metric asks
+        for pods on every sync: no list round trip per request), a live list for any other
+        resource, as upstream."""
+        if gr == PODS and self.pods is not None:
+            return self.pods
         lister = self.listers.get(gr)
         if lister is None:
             lister = self.listers[gr] = LazyObjects(self.kube, self.mapper, gr)
@@ -130,14 +143,9 @@ class PrometheusAdapter:
             out.append(CustomMetricsAPI(self.custom, mapper=self.mapper))
         if self.external is not None:
             out.append(ExternalMetricsAPI(self.external))
-        if self.resource is not None:
-            if self.kube.available:  # informers on the cluster's running pods and nodes
-                from ..resource_metrics import ClusterObjects
-                pods, nodes = (ClusterObjects("pods", kubeconfig=self.kube.kubeconfig),
-                               ClusterObjects("nodes", kubeconfig=self.kube.kubeconfig))
-            else:  # no cluster: requests say so (503)
-                pods, nodes = self.lister_for(PODS), self.lister_for(NODES)
-            out.append(metrics_group(self.resource, pods=pods, nodes=nodes))
+        if self.resource is not None:  # without a cluster, the lazy listers answer 503
+            out.append(metrics_group(self.resource, pods=self.lister_for(PODS),
+                                     nodes=self.nodes if self.nodes is not None else self.lister_for(NODES)))
         return out
 
     def install(self, server) -> None:

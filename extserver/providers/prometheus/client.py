@@ -162,7 +162,7 @@ class PrometheusClient:
             raise PrometheusQueryError("bad_response", "the response is not a JSON object")
         if doc.get("status") == "error":
             err = PrometheusQueryError(str(doc.get("errorType") or ""), str(doc.get("error") or ""))
-            if code == 503:
+            if code == 503 or err.error_type in ("timeout", "canceled"):  # overloaded, not a wrong query
                 raise PrometheusUnavailable(str(err))
             raise err
         return doc.get("data")

@@ -105,6 +105,18 @@ class ExternalSeriesRegistry:
         return si.namer.query.build_external(si.series_name, namespace, metric_selector)
 
 
+def distinct_label_sets(series: list[dict[str, str]]) -> list[dict[str, str]]:
+    """One series per (name, label names): only those decide a metric's name and resources
+    (upstream strips the label values the same way), so 10,000 series of one metric cost
+    one naming step, not 10,000."""
+    seen: dict[tuple, dict[str, str]] = {}
+    for s in series:
+        key = (s.get("__name__", ""), frozenset(s))
+        if key not in seen:
+            seen[key] = s
+    return list(seen.values())
+
+
 class SeriesRelister:
     """The periodic relist for both registries, and its readiness."""
 
@@ -135,7 +147,7 @@ class SeriesRelister:
         for sel, res in zip(selectors, results):
             if isinstance(res, BaseException):
                 raise res
-            by_query[sel] = res
+            by_query[sel] = distinct_label_sets(res)
         self.custom_registry.set_series([(n, n.filter_series(by_query[n.series_query])) for n in self.custom])
         self.external_registry.set_series([(n, n.filter_series(by_query[n.series_query])) for n in self.external])
         self.last_duration = time.monotonic() - started

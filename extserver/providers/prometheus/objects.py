@@ -3,10 +3,10 @@
 For ``name = *`` the adapter must know which objects the label selector matches before it
 can ask Prometheus about them: upstream lists them live from the cluster on each request
 (``helpers.ListObjectNames``), and so does :class:`LiveObjects` — one list call with the
-``labelSelector``, any resource the mapper knows (pods of every phase, as upstream). The
-resource metrics API uses the framework's pod/node informer instead
-(:class:`~extserver.providers.resource_metrics.ClusterObjects`, running pods only, as
-metrics-server and prometheus-adapter)."""
+``labelSelector``, any resource the mapper knows. Pods are the exception: an HPA asks for
+them on every sync, so they come from the framework's pod informer
+(:class:`~extserver.providers.resource_metrics.ClusterObjects`, shared with metrics.k8s.io;
+running pods only — a pod that is not running has no series to report anyway)."""
 from __future__ import annotations
 
 import datetime as _dt

@@ -24,7 +24,7 @@ from ..wire import label_selector_dict
 from .client import PrometheusClient, PrometheusError, Sample
 from .discovery import CustomSeriesRegistry, ExternalSeriesRegistry
 from .errors import milli, status_for
-from .naming import NAMESPACES, QueryBuildError
+from .naming import NAMESPACES, PODS, QueryBuildError
 
 log = logging.getLogger("extserver.prometheus")
 
@@ -60,6 +60,18 @@ class PrometheusCustomMetrics:
 
     def list_all_metrics(self) -> list[CustomMetricInfo]:
         return self.registry.metrics
+
+    # the pod informer behind ``pods/*`` starts and stops with the server (the framework
+    # calls these; the informer is shared with metrics.k8s.io and starts once)
+    async def start(self, server) -> None:
+        lister = self.lister_for(PODS)
+        if lister is not None and callable(getattr(lister, "start", None)):
+            await lister.start(server)
+
+    async def stop(self) -> None:
+        lister = self.lister_for(PODS)
+        if lister is not None and callable(getattr(lister, "stop", None)):
+            await lister.stop()
 
     def _value(self, value: float, sample: Sample, namespace: str, name: str, info: CustomMetricInfo,
                metric_selector: LabelSelector) -> MetricValue:
