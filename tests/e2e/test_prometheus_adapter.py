@@ -362,6 +362,8 @@ def test_hung_prometheus_is_503_before_the_provider_deadline_and_no_flap(env):
         assert a.get(path).status_code == 200
         env.prom.pause()
         try:
+            with pytest.raises(requests.Timeout):  # the precondition: Prometheus answers nothing now
+                requests.get(env.prom.url + "/-/ready", timeout=1)
             r = a.get(path, timeout=20)
             assert r.status_code == 503, r.text  # the Prometheus timeout (0.8 x deadline), not 504
             assert "no answer within" in r.json()["message"]
