@@ -36,7 +36,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from ..machinery.selectors import LabelSelector
+from ..machinery.selectors import DOES_NOT_EXIST, NOT_EQUALS, NOT_IN, LabelSelector
 from .mapper import ResourceMapper
 from .metrics_api import CustomMetricInfo, ExternalMetricInfo, ExternalMetricValue, GroupResource, \
     MetricNotFound, MetricValue, ObjectLister, ObjectMeta
@@ -73,7 +73,7 @@ def _selects_only(selector: LabelSelector, labels: tuple[str, ...] | None) -> bo
     if labels is None:
         return True
     known = set(labels)
-    return all(r.key in known or r.operator in ("!", "notin", "!=") for r in selector.requirements)
+    return all(r.key in known or r.operator in (DOES_NOT_EXIST, NOT_IN, NOT_EQUALS) for r in selector.requirements)
 
 
 @dataclass(slots=True)
