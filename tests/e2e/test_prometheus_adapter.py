@@ -172,6 +172,20 @@ def test_discovery_lists_the_metrics_the_rules_name(api):
     assert api.get(CM1).status_code == 200
 
 
+def test_discovery_follows_new_series(api, env):
+    """A metric Prometheus starts to hold is served after a relist, without a restart."""
+    env.stack.exporter.families.append(Family("jobs_failed_total", "counter", ("namespace", "pod"),
+                                              {("production", "worker-1"): 0.5}))
+    deadline = time.monotonic() + 60
+    while "pods/jobs_failed" not in {r["name"] for r in api.get(CM).json()["resources"]}:
+        assert time.monotonic() < deadline, "the new metric never appeared in discovery"
+        time.sleep(0.3)
+    env.prom.wait_for("rate(jobs_failed_total[2m])", 1)  # rate() needs two scrapes
+    r = api.get(f"{CM}/namespaces/production/pods/worker-1/jobs_failed")
+    assert r.status_code == 200, r.text
+    assert r.json()["items"][0]["describedObject"]["name"] == "worker-1"
+
+
 # --- custom metrics ----------------------------------------------------------------------------------
 def test_pods_metric_by_label_selector_is_prometheus_rate_for_the_right_pods(api, env):
     doc, query, want = compare_with_prometheus(
