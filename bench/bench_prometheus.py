@@ -33,7 +33,8 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_metrics import HPA_ACCEPT, pct  # noqa: E402
+from bench.bench_metrics import HPA_ACCEPT  # noqa: E402
+from bench.loadgen import open_loop, pct  # noqa: E402
 from extserver.providers.prometheus.adapter import PrometheusAdapter  # noqa: E402
 from extserver.providers.prometheus.client import PrometheusClient  # noqa: E402
 from extserver.providers.prometheus.config import loads  # noqa: E402
@@ -79,7 +80,8 @@ async def relist_times(url: str, n: int) -> tuple[list[float], int]:
     return times, metrics
 
 
-async def open_loop(srv: ServerProcess, path: str, rate: float, duration: float) -> tuple[int, list[float], float]:
+async def hpa_requests(srv: ServerProcess, path: str, rate: float, duration: float):
+    """(items per answer, latencies, seconds taken, answers by status) at ``rate`` req/s."""
     ctx = ssl.create_default_context(cafile=str(srv.ca))
     ctx.load_cert_chain(*srv.client_cert)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=64)) as s:
@@ -97,16 +99,8 @@ async def open_loop(srv: ServerProcess, path: str, rate: float, duration: float)
         for _ in range(10):  # warm-up
             await one()
         codes.clear()
-        n = int(rate * duration)
-        start = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one()))
-        lat = await asyncio.gather(*tasks)
-        return items, list(lat), time.perf_counter() - start, codes
+        lat, took = await open_loop(one, rate, duration)
+        return items, lat, took, codes
 
 
 def direct_query_ms(prom, n_pods: int, times: int = 20) -> float:
@@ -155,7 +149,7 @@ def main() -> None:
             "--metrics-relist-interval", "60s", "--kubeconfig", str(kubeconfig)]).start()
         base = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/%2A/http_requests_per_second"
         for n, sel in ((min(100, a.pods), "shard%3D0"), (a.pods, "app%3Dweb")):
-            items, lat, took, codes = asyncio.run(open_loop(srv, f"{base}?labelSelector={sel}", a.rate, duration))
+            items, lat, took, codes = asyncio.run(hpa_requests(srv, f"{base}?labelSelector={sel}", a.rate, duration))
             print(f"(2) HPA Pods metric, selector matching {n} pods ({items} items): {a.rate:g} req/s offered for "
                   f"{duration:g}s, {len(lat)} requests {dict(sorted(codes.items()))}, {len(lat) / took:.1f} req/s "
                   f"achieved, p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, max {max(lat) * 1000:.1f} ms; "

@@ -35,6 +35,18 @@ class SeriesInfo:
     namer: MetricNamer
 
 
+def named_series(per_namer: list[tuple[MetricNamer, list[dict[str, str]]]]):
+    """(rule, series, series name, metric name) of every series its rule can name."""
+    for namer, series in per_namer:
+        for s in series:
+            name = s.get("__name__", "")
+            metric = namer.metric_name_for_series(name)
+            if metric is None:
+                log.warning("unable to name series %r with rule %s, skipping", name, namer.rule.where)
+                continue
+            yield namer, s, name, metric
+
+
 class CustomSeriesRegistry:
     """``basicSeriesRegistry``: custom metric -> (series, rule)."""
 
@@ -45,18 +57,12 @@ class CustomSeriesRegistry:
 
     def set_series(self, per_namer: list[tuple[MetricNamer, list[dict[str, str]]]]) -> None:
         info: dict[CustomMetricInfo, SeriesInfo] = {}
-        for namer, series in per_namer:
-            for s in series:
-                name = s.get("__name__", "")
-                labels = {k: v for k, v in s.items() if k != "__name__"}
-                resources, namespaced = namer.converter.resources_for_series(labels)
-                metric = namer.metric_name_for_series(name)
-                if metric is None:
-                    log.warning("unable to name series %r with rule %s, skipping", name, namer.rule.where)
-                    continue
-                for gr in resources:
-                    ns = namespaced and gr not in (NAMESPACES, NODES, PERSISTENT_VOLUMES)
-                    info[CustomMetricInfo(gr, ns, metric)] = SeriesInfo(name, namer)
+        for namer, s, name, metric in named_series(per_namer):
+            labels = {k: v for k, v in s.items() if k != "__name__"}
+            resources, namespaced = namer.converter.resources_for_series(labels)
+            for gr in resources:
+                ns = namespaced and gr not in (NAMESPACES, NODES, PERSISTENT_VOLUMES)
+                info[CustomMetricInfo(gr, ns, metric)] = SeriesInfo(name, namer)
         self.info = info
         self.metrics = list(info)
 
@@ -87,14 +93,8 @@ class ExternalSeriesRegistry:
 
     def set_series(self, per_namer: list[tuple[MetricNamer, list[dict[str, str]]]]) -> None:
         info: dict[str, SeriesInfo] = {}
-        for namer, series in per_namer:
-            for s in series:
-                name = s.get("__name__", "")
-                metric = namer.metric_name_for_series(name)
-                if metric is None:
-                    log.warning("unable to name series %r with rule %s, skipping", name, namer.rule.where)
-                    continue
-                info[metric] = SeriesInfo(name, namer)
+        for namer, _, name, metric in named_series(per_namer):
+            info[metric] = SeriesInfo(name, namer)
         self.info = info
         self.metrics = [ExternalMetricInfo(m) for m in info]
 

@@ -26,6 +26,8 @@ from .template_parse import (ActionNode, BranchNode, BreakNode, ChainNode, Comma
 
 __all__ = ["NO_VALUE", "Struct", "Template", "TemplateError", "go_print"]
 
+_BASIC = ("bool", "int", "float64", "string")  # the kinds eq/lt/... compare
+
 
 # =======================================================================================
 # Execution
@@ -285,19 +287,8 @@ class _Exec:
 
     @staticmethod
     def compare(a: Any, b: Any, ordered: bool = False) -> int:
-        def kind(x: Any) -> str:
-            if isinstance(x, bool):
-                return "bool"
-            if isinstance(x, int):
-                return "int"
-            if isinstance(x, float):
-                return "float"
-            if isinstance(x, str):
-                return "string"
-            return "other"
-
-        ka, kb = kind(a), kind(b)
-        if ka == "other" or kb == "other":
+        ka, kb = _go_type(a), _go_type(b)
+        if ka not in _BASIC or kb not in _BASIC:
             raise _ArgError("invalid type for comparison")
         if ka != kb:
             raise _ArgError("incompatible types for comparison")
