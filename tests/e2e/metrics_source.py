@@ -6,9 +6,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from pathlib import Path
 
-from tests.e2e.harness import ServerProcess
+from tests.e2e.harness import ServerProcess, new_tmp_dir
 
 
 class ExampleSourceFile:
@@ -40,3 +41,18 @@ def start_with(srv: ServerProcess, source: ExampleSourceFile, **env: str) -> Ser
                 del os.environ[k]
             else:
                 os.environ[k] = v
+
+
+def source_file(base: dict):
+    """Body of a module fixture: an :class:`ExampleSourceFile` of ``base`` in a temp dir."""
+    d = new_tmp_dir("extserver-metrics-data-")
+    yield ExampleSourceFile(d / "metrics.json", base)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def example_server(source: ExampleSourceFile, args: list[str]):
+    """Body of a module fixture: the local-mode server with ``args``, reading ``source``."""
+    srv = start_with(ServerProcess(new_tmp_dir("extserver-metrics-"), extra_args=args), source)
+    yield srv
+    srv.stop()
+    shutil.rmtree(srv.data_dir, ignore_errors=True)

@@ -18,9 +18,9 @@ import pytest
 
 from extserver.machinery.quantity import Quantity
 from tests.e2e.cluster_harness import ClusterEnv, ClusterServer
-from tests.e2e.harness import API, ServerProcess, new_tmp_dir
+from tests.e2e.harness import API
 from tests.e2e.metrics_schemas import validate
-from tests.e2e.metrics_source import ExampleSourceFile, start_with
+from tests.e2e.metrics_source import example_server, source_file, start_with
 
 CM, EM = "custom.metrics.k8s.io", "external.metrics.k8s.io"
 CM2, CM1, EM1 = f"/apis/{CM}/v1beta2", f"/apis/{CM}/v1beta1", f"/apis/{EM}/v1beta1"
@@ -55,17 +55,12 @@ ARGS = ["--api-module", "examples.metrics_example", "--no-bundled-groups", "--pr
 
 @pytest.fixture(scope="module")
 def data():
-    d = new_tmp_dir("extserver-metrics-data-")
-    yield ExampleSourceFile(d / "metrics.json", DATA)
-    shutil.rmtree(d, ignore_errors=True)
+    yield from source_file(DATA)
 
 
 @pytest.fixture(scope="module")
 def server(data):
-    srv = start_with(ServerProcess(new_tmp_dir("extserver-metrics-"), extra_args=ARGS), data)
-    yield srv
-    srv.stop()
-    shutil.rmtree(srv.data_dir, ignore_errors=True)
+    yield from example_server(data, ARGS)
 
 
 @pytest.fixture(scope="module")
