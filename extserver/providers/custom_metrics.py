@@ -12,7 +12,7 @@ The routes and their reading are custom-metrics-apiserver's (``installer/cmhandl
 narrows the metric's own series. ``{resource}`` is normalised (plural, singular,
 ``resource.group``) with a :class:`~extserver.providers.mapper.ResourceMapper`, and a
 metric the provider does not list is a 404 in custom-metrics-apiserver's words, so
-providers always see canonical names of metrics they declared. Discovery lists one
+providers are only asked for metrics they listed, by the info they listed. Discovery lists one
 ``MetricValueList`` resource per metric (``pods/requests_per_second``), computed per request."""
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ class CustomMetricsAPI(DynamicGroup):
                 raise E.BadRequest("fieldSelector metadata.name doesn't match requested name")
         metric_selector = parse_label_selector(q, "metricLabelSelector")
         gr = self.mapper.normalize(GroupResource.parse(resource))
-        info = CustomMetricInfo(gr, namespace != "", metric)
-        if info not in self._listed():
+        info = self._listed().get(CustomMetricInfo(gr, namespace != "", metric))
+        if info is None:
             raise MetricNotFound(gr, metric)
         if name == ALL_OBJECTS:
             values = await self.provider.get_metric_by_selector(namespace, selector, info, metric_selector)
@@ -81,9 +81,11 @@ class CustomMetricsAPI(DynamicGroup):
         return {"kind": "MetricValueList", "apiVersion": f"{GROUP}/{req.version}", "metadata": {},
                 "items": [item(v, times) for v in values]}
 
-    def _listed(self) -> set[CustomMetricInfo]:
+    def _listed(self) -> dict[CustomMetricInfo, CustomMetricInfo]:
+        """The provider's metrics by their normalised info: the provider is asked with the
+        info it listed, whichever spelling of the resource the request used."""
         norm = self.mapper.normalize
-        return {CustomMetricInfo(norm(i.group_resource), i.namespaced, i.metric)
+        return {CustomMetricInfo(norm(i.group_resource), i.namespaced, i.metric): i
                 for i in self.provider.list_all_metrics()}
 
 

@@ -172,3 +172,28 @@ def test_aggregated_conversion_of_a_dynamic_group():
     assert [r["resource"] for r in v["resources"]] == ["q", "pods"]
     assert [s["subresource"] for s in v["resources"][1]["subresources"]] == ["rps", "lat"]
     assert v["resources"][1]["responseKind"] == {"group": "", "version": "", "kind": ""}
+
+
+async def test_a_kind_of_the_served_groups_by_any_spelling():
+    from extserver.apis.wardle import group as wardle
+
+    class Server:  # what bind() uses of the server
+        groups = [wardle]
+        shutdown_hooks: list = []
+
+        def add_post_start_hook(self, name, hook):
+            pass
+
+    cm = CustomMetrics()  # declared before the server (and so the mapper) knows the kind
+
+    @cm.metric("size", resource="flunders", namespaced=True)
+    def size(objects, selector):
+        return [len(o.name) for o in objects]
+
+    api = CustomMetricsAPI(cm)
+    api.bind(Server())
+    for spelling in ("flunders", "flunder", "flunders.wardle.example.com", "Flunder.wardle.example.com"):
+        doc = await api.get(req("ns", [spelling, "abc", "size"]))
+        assert doc["items"][0]["value"] == "3"
+        assert doc["items"][0]["describedObject"] == {"kind": "Flunder", "namespace": "ns", "name": "abc",
+                                                      "apiVersion": "wardle.example.com/v1beta1"}
