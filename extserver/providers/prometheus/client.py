@@ -162,7 +162,8 @@ class PrometheusClient:
             raise PrometheusQueryError("bad_response", "the response is not a JSON object")
         if doc.get("status") == "error":
             err = PrometheusQueryError(str(doc.get("errorType") or ""), str(doc.get("error") or ""))
-            if code == 503 or err.error_type in ("timeout", "canceled"):  # overloaded, not a wrong query
+            # overloaded or past its deadline ("execution: ... context deadline exceeded"), not a wrong query
+            if code == 503 or err.error_type in ("timeout", "canceled") or "context deadline exceeded" in err.message:
                 raise PrometheusUnavailable(str(err))
             raise err
         return doc.get("data")
