@@ -8,8 +8,8 @@
     (``pods/*/http_requests_per_second?labelSelector=...``: the pods listed from the
     kube-apiserver TEST stand-in, the PromQL query, the answer), at ``--rate`` requests/s for
     ``--duration`` s (open loop, bounded count), for a selector matching 100 pods and one
-    matching all of them, with the controller's protobuf-first ``Accept`` (each also at a
-    lower rate, to show the latency below saturation).
+    matching all of them, with the controller's protobuf-first ``Accept`` (each also one
+    request at a time, to show the latency without queueing).
 
 Prometheus scrapes the exporter (prometheus_client, in a child process) every ``--scrape-interval``; the series
 must be in Prometheus before the numbers are taken. Prints the numbers.
@@ -103,7 +103,12 @@ async def hpa_requests(srv: ServerProcess, path: str, rate: float, duration: flo
         for _ in range(10):  # warm-up
             await one()
         codes.clear()
-        lat, took = await open_loop(one, rate, duration)
+        if rate <= 0:  # one at a time: the latency without queueing
+            t0 = time.perf_counter()
+            lat = [await one() for _ in range(20)]
+            took = time.perf_counter() - t0
+        else:
+            lat, took = await open_loop(one, rate, duration)
         for code, msg in sorted(errors.items()):
             print(f"    {code}: {msg}")
         return items, lat, took, codes
@@ -154,12 +159,12 @@ def main() -> None:
             "--no-bundled-groups", "--adapter-config", str(cfg), "--prometheus-url", stack.prometheus.url,
             "--metrics-relist-interval", "60s", "--kubeconfig", str(kubeconfig)]).start()
         base = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/%2A/http_requests_per_second"
-        for n, sel, rate in ((min(100, a.pods), "shard%3D0", a.rate), (min(100, a.pods), "shard%3D0", a.rate / 10),
-                             (a.pods, "app%3Dweb", a.rate), (a.pods, "app%3Dweb", a.rate / 10)):
+        for n, sel, rate in ((min(100, a.pods), "shard%3D0", a.rate), (min(100, a.pods), "shard%3D0", 0),
+                             (a.pods, "app%3Dweb", a.rate), (a.pods, "app%3Dweb", 0)):
             items, lat, took, codes = asyncio.run(hpa_requests(srv, f"{base}?labelSelector={sel}", rate, duration))
-            print(f"(2) HPA Pods metric, selector matching {n} pods ({items} items): {rate:g} req/s offered for "
-                  f"{duration:g}s, {len(lat)} requests {dict(sorted(codes.items()))}, {len(lat) / took:.1f} req/s "
-                  f"achieved, p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, max {max(lat) * 1000:.1f} ms; "
+            load = f"{rate:g} req/s offered for {duration:g}s" if rate > 0 else "one at a time"
+            print(f"(2) HPA Pods metric, selector matching {n} pods ({items} items): {load}, {len(lat)} requests "
+                  f"{dict(sorted(codes.items()))}, {len(lat) / took:.1f} req/s achieved, p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, max {max(lat) * 1000:.1f} ms; "
                   f"the same query straight to Prometheus: median {direct_query_ms(stack.prometheus, n):.1f} ms")
     finally:
         if srv is not None:
