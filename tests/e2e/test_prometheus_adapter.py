@@ -222,6 +222,16 @@ def test_v1beta1_shape(api, env):
     assert item["metricName"] == "http_requests_per_second" and item["describedObject"]["name"] == FE3
 
 
+def test_metric_of_the_namespace_itself(api, env):
+    doc, query, want = compare_with_prometheus(api, env, f"{CM}/namespaces/production/metrics/http_requests_per_second",
+                                               r"by \(kubernetes_namespace\)", "kubernetes_namespace")
+    assert query == ('sum(rate(http_requests_total{kubernetes_namespace="production"}[2m])) '
+                     "by (kubernetes_namespace)")
+    (item,) = doc["items"]
+    assert item["describedObject"] == {"kind": "Namespace", "name": "production", "apiVersion": "/v1"}
+    assert item["value"] == want["production"]
+
+
 def test_object_metric_of_a_named_deployment(api):
     r = api.get(f"{CM}/namespaces/production/deployments.apps/worker/queue_backlog",
                 headers={"Accept": "application/vnd.kubernetes.protobuf, */*"})
