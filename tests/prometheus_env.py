@@ -111,7 +111,11 @@ class ExporterProcess:
 class Prometheus:
     """The real Prometheus server process."""
 
-    def __init__(self, workdir: Path, targets: list[str], *, scrape_interval: str = "1s"):
+    def __init__(self, workdir: Path, targets: list[str], *, scrape_interval: str = "1s",
+                 tls: dict[str, str] | None = None):
+        """``tls``: serve HTTPS with ``cert_file``/``key_file`` (and require a client
+        certificate issued by ``client_ca_file`` when given), as Prometheus's web config does."""
+        self.tls = tls
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.targets = targets
@@ -123,7 +127,27 @@ class Prometheus:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _web_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        tls = {"cert_file": self.tls["cert_file"], "key_file": self.tls["key_file"]}
+        if self.tls.get("client_ca_file"):
+            tls.update(client_ca_file=self.tls["client_ca_file"], client_auth_type="RequireAndVerifyClientCert")
+        path = self.dir / "web.yml"
+        path.write_text(json.dumps({"tls_server_config": tls}))
+        return [f"--web.config.file={path}"]
+
+    def _get(self, path: str, **kw) -> requests.Response:
+        if self.tls:
+            kw["verify"] = self.tls["ca_file"]
+            if self.tls.get("client_ca_file"):
+                kw["cert"] = (self.tls["client_cert"], self.tls["client_key"])
+        return requests.get(self.url + path, **kw)
+
+    def _ready(self) -> bool:
+        return self._get("/-/ready", timeout=1).status_code == 200
 
     def write_config(self) -> Path:
         cfg = {"global": {"scrape_interval": self.scrape_interval, "evaluation_interval": "15s",
@@ -138,14 +162,14 @@ class Prometheus:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={self.dir / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *self._web_args()],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("prometheus exited:\n" + self.log.read_text()[-3000:])
             try:
-                if requests.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                if self._ready():
                     return self
             except requests.RequestException:
                 pass
@@ -179,7 +203,7 @@ class Prometheus:
         params = {"query": q}
         if at is not None:
             params["time"] = f"{at:.3f}"
-        r = requests.get(self.url + "/api/v1/query", params=params, timeout=10)
+        r = self._get("/api/v1/query", params=params, timeout=10)
         r.raise_for_status()
         return r.json()["data"]["result"]
 

@@ -8,6 +8,7 @@ Prometheus the same query at the same time through ``/api/v1/query``. The object
 ``name = *`` and ``kubectl top`` are the pods of the kube-apiserver TEST stand-in."""
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
@@ -21,8 +22,11 @@ import pytest
 import requests
 
 from extserver.machinery.quantity import BINARY_SI, DECIMAL_SI, Quantity
+from extserver.providers.prometheus.client import PrometheusClient, PrometheusUnavailable
+from extserver.server import certs
 from tests.e2e.harness import API, REPO, ServerProcess, new_tmp_dir
-from tests.prometheus_env import Family, PromStack
+from tests.prometheus_env import Family, Prometheus, PromStack
+from tests.standin import pki
 from tests.standin.kube_apiserver_standin import KubeAPIServerStandin
 
 FIXTURES = REPO / "tests" / "fixtures" / "prometheus_adapter"
@@ -398,6 +402,59 @@ def test_hung_prometheus_is_503_before_the_provider_deadline_and_no_flap(env):
     finally:
         srv.stop()
         shutil.rmtree(srv.data_dir, ignore_errors=True)
+
+
+def test_https_prometheus_with_ca_file_and_client_certificate(env):
+    """A Prometheus serving TLS and requiring a client certificate (its web config): served
+    with --prometheus-ca-file and the client certificate flags; the wrong CA or no client
+    certificate is a 503 saying why."""
+    d = env.dir / "tls"
+    d.mkdir()
+    ca, client_ca = certs.new_ca("prometheus-ca"), certs.new_ca("prometheus-client-ca")
+    leaf = certs.issue(ca, "prometheus", ips=["127.0.0.1"], server=True)
+    (d / "tls.crt").write_bytes(leaf.cert_pem)
+    (d / "tls.key").write_bytes(leaf.key_pem)
+    ca_file, client_ca_file = pki.write_ca(d, "ca", ca), pki.write_ca(d, "client-ca", client_ca)
+    client = pki.client_cert(d, "adapter", client_ca, "prometheus-adapter")
+    tls = {"cert_file": str(d / "tls.crt"), "key_file": str(d / "tls.key"), "ca_file": str(ca_file),
+           "client_ca_file": str(client_ca_file), "client_cert": str(client.cert_file),
+           "client_key": str(client.key_file)}
+    prom = Prometheus(d / "prometheus", [f"127.0.0.1:{env.stack.exporter.port}"], tls=tls).start()
+    srv = None
+    try:
+        prom.wait_for("rate(http_requests_total[2m])", 4)  # scraped twice over HTTPS by then
+        srv = ServerProcess(new_tmp_dir("extserver-prom-tls-"), extra_args=[
+            "--no-bundled-groups", "--adapter-config", str(FIXTURES / "walkthrough-config.yaml"),
+            "--prometheus-url", prom.url, "--prometheus-ca-file", str(ca_file),
+            "--prometheus-client-tls-cert-file", str(client.cert_file), "--prometheus-client-tls-key-file",
+            str(client.key_file), "--metrics-relist-interval", "1s", "--kubeconfig", str(env.kubeconfig)]).start()
+        a = API(srv)
+        assert "pods/http_requests_per_second" in {r["name"] for r in a.get(CM).json()["resources"]}
+        r = a.get(f"{CM}/namespaces/staging/pods/*/http_requests_per_second")
+        assert r.status_code == 200, r.text
+        assert [i["describedObject"]["name"] for i in r.json()["items"]] == [FE3]
+    finally:
+        if srv is not None:
+            srv.stop()
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
+    # the client's failures against the same Prometheus, in-process
+
+    async def series(**kw) -> str:
+        c = PrometheusClient(prom.url, **kw)
+        try:
+            await c.series(["up"])
+            return "ok"
+        except PrometheusUnavailable as e:
+            return str(e)
+        finally:
+            await c.close()
+    try:
+        pair = {"cert_file": str(client.cert_file), "key_file": str(client.key_file)}
+        assert asyncio.run(series(ca_file=str(ca_file), **pair)) == "ok"
+        assert "certificate" in asyncio.run(series(ca_file=str(client_ca_file), **pair)).lower()  # wrong CA
+        assert asyncio.run(series(ca_file=str(ca_file))) != "ok"  # no client certificate
+    finally:
+        prom.stop()
 
 
 # --- configuration --------------------------------------------------------------------------------------
