@@ -112,10 +112,12 @@ class Prometheus:
     """The real Prometheus server process."""
 
     def __init__(self, workdir: Path, targets: list[str], *, scrape_interval: str = "1s",
-                 tls: dict[str, str] | None = None):
+                 tls: dict[str, str] | None = None, basic_auth: tuple[str, str] | None = None):
         """``tls``: serve HTTPS with ``cert_file``/``key_file`` (and require a client
-        certificate issued by ``client_ca_file`` when given), as Prometheus's web config does."""
+        certificate issued by ``client_ca_file`` when given); ``basic_auth``: require this
+        (user, password) — both through Prometheus's own web config."""
         self.tls = tls
+        self.basic_auth = basic_auth
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.targets = targets
@@ -130,16 +132,28 @@ class Prometheus:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _web_args(self) -> list[str]:
-        if not self.tls:
+        web: dict = {}
+        if self.tls:
+            tls = {"cert_file": self.tls["cert_file"], "key_file": self.tls["key_file"]}
+            if self.tls.get("client_ca_file"):
+                tls.update(client_ca_file=self.tls["client_ca_file"], client_auth_type="RequireAndVerifyClientCert")
+            web["tls_server_config"] = tls
+        if self.basic_auth:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import crypt  # bcrypt through the system's libcrypt, as Prometheus wants it
+            user, password = self.basic_auth
+            web["basic_auth_users"] = {user: crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}
+        if not web:
             return []
-        tls = {"cert_file": self.tls["cert_file"], "key_file": self.tls["key_file"]}
-        if self.tls.get("client_ca_file"):
-            tls.update(client_ca_file=self.tls["client_ca_file"], client_auth_type="RequireAndVerifyClientCert")
         path = self.dir / "web.yml"
-        path.write_text(json.dumps({"tls_server_config": tls}))
+        path.write_text(json.dumps(web))
         return [f"--web.config.file={path}"]
 
     def _get(self, path: str, **kw) -> requests.Response:
+        if self.basic_auth:
+            kw["auth"] = self.basic_auth
         if self.tls:
             kw["verify"] = self.tls["ca_file"]
             if self.tls.get("client_ca_file"):

@@ -457,6 +457,41 @@ def test_https_prometheus_with_ca_file_and_client_certificate(env):
         prom.stop()
 
 
+def test_prometheus_header_carries_credentials(env):
+    """A Prometheus behind basic auth (its web config): --prometheus-header sends the
+    credentials; without them Prometheus refuses and the client says so."""
+    import base64
+    prom = Prometheus(env.dir / "prometheus-auth", [f"127.0.0.1:{env.stack.exporter.port}"],
+                      basic_auth=("adapter", "s3cret")).start()
+    srv = None
+    try:
+        prom.wait_for("rate(http_requests_total[2m])", 4)
+        header = "Authorization=Basic " + base64.b64encode(b"adapter:s3cret").decode()
+        srv = ServerProcess(new_tmp_dir("extserver-prom-auth-"), extra_args=[
+            "--no-bundled-groups", "--adapter-config", str(FIXTURES / "walkthrough-config.yaml"),
+            "--prometheus-url", prom.url, "--prometheus-header", header, "--prometheus-header", "X-Scope-OrgID=t1",
+            "--metrics-relist-interval", "1s", "--kubeconfig", str(env.kubeconfig)]).start()
+        r = API(srv).get(f"{CM}/namespaces/staging/pods/*/http_requests_per_second")
+        assert r.status_code == 200, r.text
+        assert [i["describedObject"]["name"] for i in r.json()["items"]] == [FE3]
+
+        async def series() -> str:
+            c = PrometheusClient(prom.url)
+            try:
+                await c.series(["up"])
+                return "ok"
+            except Exception as e:  # noqa: BLE001 - the message is the point
+                return str(e)
+            finally:
+                await c.close()
+        assert asyncio.run(series()) == "bad_response: unknown response code 401"
+    finally:
+        if srv is not None:
+            srv.stop()
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
+        prom.stop()
+
+
 # --- configuration --------------------------------------------------------------------------------------
 BAD = {
     "unknown field": ("rules:\n- seriesQuerry: 'x{a!=\"\"}'\n", r"rules\[0\]: seriesQuerry: unknown field"),
