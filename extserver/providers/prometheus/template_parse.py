@@ -387,26 +387,26 @@ class _Parser:
             root.nodes.append(node)
         return root
 
-    def item_list(self, ctx: str) -> tuple[ListNode, str, _Item]:
+    def item_list(self) -> tuple[ListNode, str, _Item]:
         """Nodes up to ``end`` or ``else``; returns (list, "end"|"else", keyword item)."""
         lst = ListNode(self.peek().pos, self.peek().line)
         while True:
             if self.peek().kind == EOF:
                 raise self.err(self.peek(), "unexpected EOF")
-            node = self.text_or_action(ctx)
+            node = self.text_or_action()
             if isinstance(node, tuple):
                 return lst, node[0], node[1]
             lst.nodes.append(node)
 
-    def text_or_action(self, ctx: str = ""):
+    def text_or_action(self):
         it = self.next()
         if it.kind == TEXT:
             return TextNode(it.pos, it.line, it.val)
         if it.kind == LDELIM:
-            return self.action(ctx)
+            return self.action()
         raise self.err(it, f"unexpected {self.describe(it)} in input")
 
-    def action(self, ctx: str):
+    def action(self):
         tok = self.next_non_space()
         if tok.kind == KEYWORD:
             kw = tok.val
@@ -442,7 +442,7 @@ class _Parser:
         pipe = self.pipeline(kind, RDELIM)
         self.range_depth += kind == "range"
         try:
-            body, stop, stop_item = self.item_list(kind)
+            body, stop, stop_item = self.item_list()
         finally:
             self.range_depth -= kind == "range"
         else_body = None
@@ -455,7 +455,7 @@ class _Parser:
                 else_body = ListNode(inner.pos, inner.line, [inner])
                 self.vars.pop()
                 return BranchNode(tok.pos, tok.line, kind, pipe, body, else_body)
-            else_body, stop2, stop_item2 = self.item_list(kind.replace("range", "") or "else")
+            else_body, stop2, stop_item2 = self.item_list()
             if stop2 != "end":
                 raise self.err(stop_item2, "expected end; found {{else}}")
         self.vars.pop()
