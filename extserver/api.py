@@ -255,7 +255,8 @@ class Resource:
     def __init__(self, group: "APIGroup", plural: str, *, hub: type[KubeObject], kind: str | None,
                  singular: str | None, namespaced: bool, strategy: Strategy | None,
                  storage_version: str | None, short_names: Iterable[str], categories: Iterable[str],
-                 status_subresource: bool, verbs: Iterable[str] | None, schema_validation: bool = True):
+                 status_subresource: bool, verbs: Iterable[str] | None, provider: Any = None,
+                 schema_validation: bool = True):
         self.group = group
         self.plural = plural
         self.hub = hub
@@ -267,6 +268,13 @@ class Resource:
         self.short_names = list(short_names)
         self.categories = list(categories)
         self.has_status = status_subresource
+        #: a :class:`~extserver.providers.provider.Provider`: objects computed on request, read-only
+        self.provider = provider
+        if provider is not None:
+            from .providers.provider import provider_verbs
+            if verbs is not None or status_subresource:
+                raise ValueError(f"resource {plural}: a provider kind's verbs are the provider's (get, list, watch)")
+            verbs = provider_verbs(provider)
         self.verbs = sorted(verbs) if verbs is not None else list(ALL_VERBS)
         #: bodies are validated against the served OpenAPI schema, as a CRD's are (422 with a
         #: field error per constraint or wrong JSON type); False: decoded as Go decodes typed
@@ -338,15 +346,18 @@ class APIGroup:
                  singular: str | None = None, namespaced: bool = True, strategy: Strategy | None = None,
                  storage_version: str | None = None, short_names: Iterable[str] = (),
                  categories: Iterable[str] = (), status_subresource: bool = False,
-                 verbs: Iterable[str] | None = None, schema_validation: bool = True) -> Resource:
-        """Declare a kind. ``schema_validation`` (default True): request bodies are checked
-        against the kind's OpenAPI schema with kube's CRD field errors (see :class:`Resource`)."""
+                 verbs: Iterable[str] | None = None, provider: Any = None,
+                 schema_validation: bool = True) -> Resource:
+        """Declare a resource; with ``provider`` (a :class:`~extserver.providers.provider.Provider`)
+        its objects are computed on request instead of stored. ``schema_validation`` (default
+        True): request bodies are checked against the kind's OpenAPI schema with kube's CRD
+        field errors (see :class:`Resource`)."""
         if plural in self.resources:
             raise ValueError(f"resource {plural} already declared in {self.name}")
         res = Resource(self, plural, hub=hub, kind=kind, singular=singular, namespaced=namespaced,
                        strategy=strategy, storage_version=storage_version, short_names=short_names,
                        categories=categories, status_subresource=status_subresource, verbs=verbs,
-                       schema_validation=schema_validation)
+                       provider=provider, schema_validation=schema_validation)
         self.resources[plural] = res
         return res
 

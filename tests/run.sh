@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs what the tests need (etcd, podman and
-# debootstrap from Debian, the package with its test extra in a venv of its own, a real
+# The whole test suite on a fresh machine: installs what the tests need (etcd, Prometheus,
+# podman and debootstrap from Debian, the package with its test extra in a venv of its own, a real
 # helm v3), then runs pytest from that venv.
 #
 # The venv is used rather than the interpreter's own site-packages because Debian's python3
@@ -24,6 +24,7 @@ command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1 || apt_pac
 command -v podman >/dev/null 2>&1 || apt_packages+=(podman)
 command -v runc >/dev/null 2>&1 || apt_packages+=(runc)
 command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
+command -v prometheus >/dev/null 2>&1 || apt_packages+=(prometheus)  # the Prometheus adapter tests run a real one
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 if [ "${#apt_packages[@]}" -gt 0 ]; then

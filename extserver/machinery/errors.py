@@ -216,6 +216,23 @@ class MethodNotSupported(StatusError):
                          group=group, kind=resource)
 
 
+class MethodNotAllowed(StatusError):
+    """A verb the resource has no route for (a read-only provider kind's writes): go-restful's
+    405, rendered by k8s.io/apiserver's ``serviceErrorHandler`` through
+    ``NewGenericServerResponse`` -- its fixed message and an empty ``details``."""
+
+    code, reason = 405, "MethodNotAllowed"
+
+    def __init__(self) -> None:
+        super().__init__("the server does not allow this method on the requested resource")
+
+    def status(self) -> dict:
+        st = super().status()
+        st["details"] = {}
+        st["code"] = st.pop("code")  # keep kube's field order: details before code
+        return st
+
+
 class NotAcceptable(StatusError):
     code, reason = 406, "NotAcceptable"
 

@@ -9,15 +9,16 @@ import argparse
 import sys
 
 from .. import __version__
-from . import admission, authentication, authorization, connections, generic, logging_flags, serving, storage, workers
+from . import (admission, authentication, authorization, connections, generic, logging_flags, prometheus, providers,
+               serving, storage, workers)
 from .errors import FlagError
 from .groups import load_groups
 
 __all__ = ["FlagError", "build_parser", "load_groups", "FLAG_GROUPS", "ERROR_PREFIX"]
 
 #: every flag group, in the order ``--help`` shows them; a feature adds its module here
-FLAG_GROUPS = [generic, serving, connections, storage, authentication, authorization, admission, logging_flags,
-               workers]
+FLAG_GROUPS = [generic, serving, connections, storage, authentication, authorization, admission, providers,
+               prometheus, logging_flags, workers]
 
 
 #: the one prefix of every command-line error, whichever layer finds it

@@ -17,7 +17,9 @@ def _import_from_cwd() -> None:
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
 
-def load_groups(args) -> list:
+
+def load_groups(args, extra=()) -> list:
+    """The groups to serve; ``extra`` are groups built from other flags (the Prometheus adapter's)."""
     from ..api import APIGroup
     groups: list[APIGroup] = []
     seen: set[str] = set()
@@ -52,6 +54,8 @@ def load_groups(args) -> list:
     if not args.no_bundled_groups and args.api_module:
         from ..apis import wardle
         add(wardle.group, "extserver.apis.wardle")
+    for g in extra:
+        add(g, "the Prometheus adapter")
     if not groups:
         raise FlagError("no API groups to serve")
     return groups

@@ -52,6 +52,10 @@ from . import discovery
 from .connections import NOT_IMPLEMENTED, ConnectionLimits, LimitedSite, default_max_connections, \
     unsupported_transfer_encoding
 from .handlers import HandlerConfig, ResourceHandler
+from .provider_handler import ProviderHandler
+from .dynamic_handler import DynamicGroupHandler
+from ..providers.dynamic import DynamicGroup
+from ..providers.provider import Provider, ProviderRegistry
 from .health import Health, adapt
 from .metrics import MetricsRegistry, RequestMetrics, process_metrics
 from .tls import DynamicTLS
@@ -143,12 +147,28 @@ class ExtServer:
         self.tls: DynamicTLS | None = None
         #: the listener's connection counts once ``serve`` runs
         self.connections = None
+        #: ``--kubeconfig`` (the main apiserver, for providers' informers); None: in-cluster
+        self.kubeconfig: str | None = None
         for g in groups:
             for res in g.resources.values():
+                if res.provider is not None:  # computed on request: no storage behind it
+                    if type(res.provider).start is not Provider.start:
+                        self.add_post_start_hook(f"provider-{res.qualified}", res.provider.start)
+                        self.shutdown_hooks.append(res.provider.stop)
+                    preg = ProviderRegistry(res, timeout=self.config.provider_timeout)
+                    for v, sv in res.versions.items():
+                        self.handlers[(g.name, v, res.plural)] = ProviderHandler(preg, sv, self.config)
+                    continue
                 reg = Registry(res, backend, admission=self._admission_for(g), server=self)
                 self.registries[(g.name, res.plural)] = reg
                 for v, sv in res.versions.items():
                     self.handlers[(g.name, v, res.plural)] = ResourceHandler(reg, sv, self.config)
+        #: the groups that answer their own requests (custom and external metrics), by name
+        self.dynamic: dict[str, DynamicGroupHandler] = {}
+        for g in groups:
+            if isinstance(g, DynamicGroup):
+                g.bind(self)
+                self.dynamic[g.name] = DynamicGroupHandler(g, self.config)
         self._static: dict[str, bytes] = {}
         self._build_discovery()
         from ..openapi import build_openapi_documents
@@ -196,10 +216,13 @@ class ExtServer:
         s["/apis"] = orjson.dumps(discovery.group_list_doc(self.groups))
         for g in self.groups:
             s[f"/apis/{g.name}"] = orjson.dumps(discovery.group_doc(g))
-            for v in g.served_versions():
+            for v in g.served_versions() if g.name not in self.dynamic else ():
                 s[f"/apis/{g.name}/{v}"] = orjson.dumps(discovery.resource_list_doc(g, v))
-        for av in (AGG_V2, AGG_V2BETA1):
-            s["agg:" + av] = orjson.dumps(discovery.aggregated_doc(self.groups, av))
+        # a dynamic group's resources change with its provider: its parts are computed per request
+        plain = [g for g in self.groups if g.name not in self.dynamic]
+        self._aggregated_plain = {av: discovery.aggregated_doc(plain, av) for av in (AGG_V2, AGG_V2BETA1)}
+        for av, doc in self._aggregated_plain.items():
+            s["agg:" + av] = orjson.dumps(doc)
         s["/version"] = orjson.dumps({"major": "1", "minor": "33", "emulationMajor": "", "emulationMinor": "",
                                       "gitVersion": f"v1.33.0-extserver.{__version__}", "gitCommit": "",
                                       "gitTreeState": "clean", "buildDate": "", "goVersion": "",
@@ -266,7 +289,20 @@ class ExtServer:
         except E.StatusError as e:
             return status_response(e)
 
+    def _aggregated_discovery(self, av: str) -> bytes:
+        if not self.dynamic:
+            return self._static["agg:" + av]
+        doc = dict(self._aggregated_plain[av])
+        doc["items"] = doc["items"] + [h.aggregated() for h in self.dynamic.values()]
+        return orjson.dumps(doc)
+
     async def route(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+        dyn = self.dynamic.get(info.api_group)
+        if dyn is not None and info.api_version in dyn.group.versions:  # computed: metrics APIs
+            if info.is_resource_request:
+                return await dyn.handle(request, info)
+            if request.method in ("GET", "HEAD") and info.path.strip("/").count("/") == 2:
+                return await dyn.discovery(request, info.api_version)
         if info.is_resource_request:
             h = self.handlers.get((info.api_group, info.api_version, info.resource))
             if h is None:
@@ -288,7 +324,7 @@ class ExtServer:
             av = aggregated_discovery_version(request.headers.get("Accept", ""))
             if av is not None:
                 g, v = av.split("/")
-                return self._etag_response(request, self._static["agg:" + av],
+                return self._etag_response(request, self._aggregated_discovery(av),
                                            f"application/json;g={g};v={v};as=APIGroupDiscoveryList")
         body = self._static.get(path)
         if body is not None:
@@ -304,7 +340,8 @@ class ExtServer:
         if path == "/metrics":
             return await self.metrics.scrape()
         if path == "/":
-            paths = sorted(k for k in self._static if k.startswith("/")) + [
+            paths = sorted([k for k in self._static if k.startswith("/")]
+                           + [f"/apis/{g}/{v}" for g, h in self.dynamic.items() for v in h.group.versions]) + [
                 "/healthz", "/livez", "/readyz", "/metrics", "/openapi/v2", "/openapi/v3"]
             return web.Response(body=orjson.dumps({"paths": paths}), content_type=N.JSON)
         raise E.PathNotFound()

@@ -60,3 +60,38 @@ def aggregated_doc(groups: list[APIGroup], api_version: str = "apidiscovery.k8s.
             versions.append({"version": v, "resources": resources, "freshness": "Current"})
         items.append({"metadata": {"name": g.name, "creationTimestamp": None}, "versions": versions})
     return {"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items}
+
+
+def aggregated_from_api_resources(group: str, versions: list[tuple[str, list[dict]]]) -> dict:
+    """The aggregated-discovery entry of a group known only by its ``APIResourceList``s (a
+    dynamic group), converted as the kube-aggregator converts a legacy document
+    (``endpoints.ConvertGroupVersionIntoToDiscovery``): ``a/b`` entries become subresource
+    ``b`` of ``a``, and a parent that is not itself listed gets an empty ``responseKind``."""
+    out = []
+    for version, entries in versions:
+        resources: list[dict] = []
+        parents: dict[str, dict] = {}
+        for e in entries:
+            if "/" in e["name"]:
+                continue
+            r = {"resource": e["name"], "responseKind": {"group": e.get("group", ""),
+                                                          "version": e.get("version", ""), "kind": e["kind"]},
+                 "scope": "Namespaced" if e["namespaced"] else "Cluster",
+                 "singularResource": e.get("singularName", ""), "verbs": e["verbs"]}
+            resources.append(r)
+            parents[e["name"]] = r
+        for e in entries:
+            parent, slash, sub = e["name"].partition("/")
+            if not slash:
+                continue
+            p = parents.get(parent)
+            if p is None:
+                p = {"resource": parent, "responseKind": {"group": "", "version": "", "kind": ""},
+                     "scope": "Namespaced" if e["namespaced"] else "Cluster", "singularResource": "", "verbs": None}
+                resources.append(p)
+                parents[parent] = p
+            p.setdefault("subresources", []).append(
+                {"subresource": sub, "responseKind": {"group": e.get("group", ""), "version": e.get("version", ""),
+                                                      "kind": e["kind"]}, "verbs": e["verbs"]})
+        out.append({"version": version, "resources": resources, "freshness": "Current"})
+    return {"metadata": {"name": group, "creationTimestamp": None}, "versions": out}

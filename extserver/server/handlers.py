@@ -35,10 +35,12 @@ STATUS_SUCCESS_KIND = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "st
 
 class HandlerConfig:
     def __init__(self, *, max_body_bytes: int = 3 * 1024 * 1024, min_request_timeout: float = 1800.0,
-                 bookmark_interval: float = 60.0):
+                 bookmark_interval: float = 60.0, provider_timeout: float = 10.0):
         self.max_body_bytes = max_body_bytes
         self.min_request_timeout = min_request_timeout
         self.bookmark_interval = bookmark_interval
+        #: the deadline of one call into a provider kind's code (``--provider-timeout``)
+        self.provider_timeout = provider_timeout
 
 
 def _q(request: web.Request, name: str, default: str = "") -> str:
@@ -100,6 +102,44 @@ def add_warnings(resp: web.StreamResponse, warnings: list[str] | None) -> None:
         resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
+def table_head(cols: list, md: dict, conv_version: str, headers: bool = True) -> dict:
+    """A ``meta.k8s.io`` Table's fields before its rows (``columnDefinitions`` null when
+    ``headers`` is false, as kube sends watch events after the first)."""
+    t: dict[str, Any] = {"kind": "Table", "apiVersion": f"meta.k8s.io/{conv_version}", "metadata": md}
+    t["columnDefinitions"] = [
+        {"name": c.name, "type": c.type, "format": "" if c.format == "age" else c.format,
+         "description": c.description, "priority": c.priority} for c in cols] if headers else None
+    return t
+
+
+def table_cells(cols: list, hub: Any, now: _dt.datetime) -> list:
+    """One row's cells; ``age`` columns as kube's human duration since the timestamp."""
+    cells = []
+    for c in cols:
+        v = c.value(hub)
+        if c.format == "age":
+            v = human_duration((now - parse_rfc3339(v)).total_seconds()) if v else "<unknown>"
+        cells.append(v)
+    return cells
+
+
+def table_doc(cols: list, entries: list, md: dict, conv_version: str, include: str, headers: bool = True) -> dict:
+    """A whole Table: ``entries`` are (hub object, full object thunk, metadata-only thunk);
+    ``include`` is ``includeObject`` (None, Metadata, Object)."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    rows = []
+    for hub, full, pom in entries:
+        row: dict[str, Any] = {"cells": table_cells(cols, hub, now)}
+        if include == "Object":
+            row["object"] = full()
+        elif include != "None":
+            row["object"] = pom()
+        rows.append(row)
+    t = table_head(cols, md, conv_version, headers)
+    t["rows"] = rows
+    return t
+
+
 class ResourceHandler:
     """All verbs of one resource at one version."""
 
@@ -119,7 +159,8 @@ class ResourceHandler:
         except StorageError as e:  # etcd unreachable, disk failure, ...: kube's storage InternalError
             raise E.InternalError(str(e)) from None
 
-    async def _handle(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+    def _check_path(self, info: RequestInfo) -> None:
+        """404/400 for a path the resource does not have (scope, names, subresource)."""
         res = self.res
         if info.namespace and not res.namespaced:
             raise E.PathNotFound()
@@ -135,6 +176,10 @@ class ResourceHandler:
                 raise E.BadRequest(f'invalid namespace "{info.namespace}": [{", ".join(errs)}]')
         if info.subresource and (info.subresource not in res.subresources or len(info.parts) > 3):
             raise E.PathNotFound()
+
+    async def _handle(self, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+        res = self.res
+        self._check_path(info)
         verb = info.verb
         if verb not in res.verbs and verb not in ("get", "list", "watch"):
             raise E.MethodNotSupported(self.registry.group, res.plural, verb)
@@ -201,14 +246,7 @@ class ResourceHandler:
             md["continue"] = cont
         if remaining:
             md["remainingItemCount"] = remaining
-        t: dict[str, Any] = {"kind": "Table", "apiVersion": f"meta.k8s.io/{out.conv_version}", "metadata": md}
-        if headers:
-            t["columnDefinitions"] = [
-                {"name": c.name, "type": c.type, "format": "" if c.format == "age" else c.format,
-                 "description": c.description, "priority": c.priority} for c in self.strategy.table_columns()]
-        else:
-            t["columnDefinitions"] = None
-        return t
+        return table_head(self.strategy.table_columns(), md, out.conv_version, headers)
 
     def _table_row_encoder(self, out: N.Output, request: web.Request):
         """``kv -> row`` for one response (columns, ``includeObject`` and "now" fixed once)."""
@@ -217,14 +255,7 @@ class ResourceHandler:
         now = _dt.datetime.now(_dt.timezone.utc)
 
         def row(kv: KeyValue) -> dict:
-            hub = self.codec.hub(kv)
-            cells = []
-            for c in cols:
-                v = c.value(hub)
-                if c.format == "age":
-                    v = human_duration((now - parse_rfc3339(v)).total_seconds()) if v else "<unknown>"
-                cells.append(v)
-            r: dict[str, Any] = {"cells": cells}
+            r: dict[str, Any] = {"cells": table_cells(cols, self.codec.hub(kv), now)}
             if include == "Object":
                 r["object"] = self.codec.versioned_dict(kv, self.sv.version)
             elif include != "None":

@@ -182,7 +182,11 @@ async def register_own_apiservices(args, groups, ca_bundle_pem: bytes) -> None:
 
 def run_serve(args) -> int:
     setup_logging(args.log_format, args.verbosity)
-    groups = load_groups(args)
+    adapter = None
+    if args.adapter_config:  # the Prometheus adapter: its metrics groups, checked before anything starts
+        from ..providers.prometheus.adapter import adapter_from_args
+        adapter = adapter_from_args(args, cluster_available=bool(args.kubeconfig) or in_cluster())
+    groups = load_groups(args, extra=adapter.groups() if adapter is not None else ())
     data_dir = Path(args.data_dir)
     try:
         certs.ensure_private_dir(data_dir)  # 0700, as kube keeps etcd's data directory
@@ -236,7 +240,8 @@ def run_serve(args) -> int:
                              max_mutating_requests_inflight=args.max_mutating_requests_inflight, connections=limits)
     auditor = make_auditor(args)
     backend = make_backend(args)
-    hc = HandlerConfig(max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout)
+    hc = HandlerConfig(max_body_bytes=args.max_request_body_bytes, min_request_timeout=args.min_request_timeout,
+                       provider_timeout=args.provider_timeout)
     local = is_local_mode(args)
     if local:
         local_ca = certs.ensure_ca(data_dir, "local-ca", "extserver-local-ca")
@@ -290,6 +295,9 @@ def run_serve(args) -> int:
         from ..admission.namespace_lifecycle import namespace_lifecycle_from_args
         lifecycle = await namespace_lifecycle_from_args(args)  # with --kubeconfig or in a cluster
         server = await build_server([lifecycle] if lifecycle is not None else [])
+        if adapter is not None:
+            adapter.install(server)
+        server.kubeconfig = args.kubeconfig
         if lifecycle is not None:
             server.shutdown_hooks.append(lifecycle.stop)
         if args.register_apiservice:

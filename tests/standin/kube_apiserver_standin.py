@@ -4,7 +4,7 @@ tests only.
 It speaks, over real HTTPS (its own CA, a serving certificate for 127.0.0.1, client
 certificates or a bearer token for its callers), exactly the endpoints an extension
 apiserver calls on the main apiserver for delegated authentication and authorization
-(nothing else -- in particular no namespaces API, which may not be stood in):
+(nothing else):
 
 - ``POST /apis/authentication.k8s.io/v1/tokenreviews`` -- answers from :meth:`add_token`
 - ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews`` -- answers from the
@@ -13,7 +13,12 @@ apiserver calls on the main apiserver for delegated authentication and authoriza
   e.g. the ``impersonate`` verb on ``users/bob``)
 - ``GET /api/v1/namespaces/kube-system/configmaps[/<name>]`` with ``fieldSelector=
   metadata.name=<name>``, list and ``watch=1&resourceVersion=..`` (``ERROR`` 410 after
-  :meth:`compact`), changed by :meth:`set_configmap`; every other path is ``404``.
+  :meth:`compact`), changed by :meth:`set_configmap`;
+- for features that read them from the cluster (the metrics APIs' pods and nodes, the
+  NamespaceLifecycle admission): ``GET /api/v1/namespaces[/<name>]``, ``/api/v1/nodes[/<name>]``,
+  ``/api/v1/pods`` and ``/api/v1/namespaces/<ns>/pods[/<name>]``, list and watch with the same
+  resourceVersion and event semantics, changed by :meth:`set_namespace`, :meth:`set_node` and
+  :meth:`set_pod`; every other path is ``404``.
 
 Every review received is recorded (:attr:`token_reviews`, :attr:`access_reviews`) with
 the caller's identity. The server runs in a thread with its own event loop, on
@@ -63,6 +68,7 @@ class _Watcher:
     kind: str
     name: str  # "" = every object of the kind
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    namespace: str = ""  # "" = every namespace (pods)
 
 
 class KubeAPIServerStandin:
@@ -88,7 +94,7 @@ class KubeAPIServerStandin:
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request
         # objects: kind -> name -> object; one resourceVersion counter; event history
         self._rv = 100
-        self._objects: dict[str, dict[str, dict]] = {"configmaps": {}}
+        self._objects: dict[str, dict[str, dict]] = {"configmaps": {}, "namespaces": {}, "nodes": {}, "pods": {}}
         self._history: list[tuple[int, str, str, dict]] = []  # (rv, kind, type, object)
         self._compacted = 0
         self._watchers: list[_Watcher] = []
@@ -123,6 +129,27 @@ class KubeAPIServerStandin:
         self._call(self._put, "configmaps", name, None if data is None else {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": namespace}, "data": dict(data)})
+
+    def set_namespace(self, name: str, phase: str | None = "Active") -> None:
+        """Create or replace (phase) or delete (None) a Namespace."""
+        self._call(self._put, "namespaces", name, None if phase is None else {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": phase}})
+
+    def set_node(self, name: str, labels: dict[str, str] | None = None, *, delete: bool = False) -> None:
+        """Create, replace or delete (``delete``) a Node."""
+        self._call(self._put, "nodes", name, None if delete else {
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": dict(labels or {})},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+
+    def set_pod(self, namespace: str, name: str, labels: dict[str, str] | None = None, *, phase: str = "Running",
+                containers: list[str] = ("main",), delete: bool = False) -> None:
+        """Create, replace or delete (``delete``) a Pod (keyed ``<namespace>/<name>``)."""
+        self._call(self._put, "pods", f"{namespace}/{name}", None if delete else {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": {"containers": [{"name": c, "image": "standin"} for c in containers]},
+            "status": {"phase": phase}})
 
     def compact(self) -> None:
         """Forget the event history: watches from an older resourceVersion get 410."""
@@ -236,7 +263,7 @@ class KubeAPIServerStandin:
             store[name] = ev_obj
         self._history.append((self._rv, kind, typ, ev_obj))
         for w in self._watchers:
-            if w.kind == kind and (not w.name or w.name == name):
+            if w.kind == kind and (not w.name or w.name == name) and _in_namespace(ev_obj, w.namespace):
                 w.queue.put_nowait((typ, ev_obj))
 
     # --- HTTP ---------------------------------------------------------------------------
@@ -267,6 +294,13 @@ class KubeAPIServerStandin:
         parts = path.strip("/").split("/")
         if parts[:5] == ["api", "v1", "namespaces", "kube-system", "configmaps"] and len(parts) in (5, 6):
             return await self._read(request, "configmaps", parts[5] if len(parts) == 6 else "")
+        if parts[:2] == ["api", "v1"] and len(parts) in (3, 4) and parts[2] in ("namespaces", "nodes", "pods"):
+            if parts[2] == "pods" and len(parts) == 4:
+                return status(404, "NotFound", "the server could not find the requested resource")
+            return await self._read(request, parts[2], parts[3] if len(parts) == 4 else "")
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) in (5, 6) and parts[4] == "pods":
+            return await self._read(request, "pods", f"{parts[3]}/{parts[5]}" if len(parts) == 6 else "",
+                                    namespace=parts[3])
         return status(404, "NotFound", "the server could not find the requested resource")
 
     async def _token_review(self, request: web.Request, caller: str) -> web.Response:
@@ -286,13 +320,13 @@ class KubeAPIServerStandin:
         st = self.sar_policy(body.get("spec") or {})
         return web.json_response(dict(body, status=st), status=201, dumps=lambda o: orjson.dumps(o).decode())
 
-    async def _read(self, request: web.Request, kind: str, name: str) -> web.StreamResponse:
-        singular = {"configmaps": "ConfigMap"}[kind]
+    async def _read(self, request: web.Request, kind: str, name: str, namespace: str = "") -> web.StreamResponse:
+        singular = {"configmaps": "ConfigMap", "namespaces": "Namespace", "nodes": "Node", "pods": "Pod"}[kind]
         store = self._objects[kind]
         if name:
             obj = store.get(name)
             if obj is None:
-                return status(404, "NotFound", f'{kind} "{name}" not found')
+                return status(404, "NotFound", f'{kind} "{name.rpartition("/")[2]}" not found')
             return web.json_response(obj, dumps=lambda o: orjson.dumps(o).decode())
         sel = request.query.get("fieldSelector", "")
         want = ""
@@ -301,16 +335,16 @@ class KubeAPIServerStandin:
                 return status(400, "BadRequest", f"stand-in: unsupported fieldSelector {sel!r} for {singular}")
             want = sel[len("metadata.name="):]
         if request.query.get("watch") in ("1", "true"):
-            return await self._watch(request, kind, want)
-        items = [o for n, o in sorted(store.items()) if not want or n == want]
+            return await self._watch(request, kind, want, namespace)
+        items = [o for n, o in sorted(store.items()) if (not want or n == want) and _in_namespace(o, namespace)]
         return web.json_response({"apiVersion": "v1", "kind": singular + "List",
                                   "metadata": {"resourceVersion": str(self._rv)}, "items": items},
                                  dumps=lambda o: orjson.dumps(o).decode())
 
-    async def _watch(self, request: web.Request, kind: str, want: str) -> web.StreamResponse:
+    async def _watch(self, request: web.Request, kind: str, want: str, namespace: str = "") -> web.StreamResponse:
         rv_s = request.query.get("resourceVersion", "")
         timeout = min(float(request.query.get("timeoutSeconds", "1800")), 1800.0)
-        w = _Watcher(kind, want)
+        w = _Watcher(kind, want, namespace=namespace)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
 
         async def send(typ: str, obj: dict) -> None:
@@ -319,14 +353,16 @@ class KubeAPIServerStandin:
         # what to replay is decided now, atomically with registering for live events
         initial: list[tuple[str, dict]]
         if rv_s in ("", "0"):
-            initial = [("ADDED", o) for n, o in sorted(self._objects[kind].items()) if not want or n == want]
+            initial = [("ADDED", o) for n, o in sorted(self._objects[kind].items())
+                       if (not want or n == want) and _in_namespace(o, namespace)]
         elif int(rv_s) < self._compacted:
             initial = [("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                   "message": f"too old resource version: {rv_s} ({self._compacted})",
                                   "reason": "Expired", "code": 410})]
         else:
             initial = [(typ, obj) for ev_rv, k, typ, obj in self._history
-                       if ev_rv > int(rv_s) and k == kind and (not want or obj["metadata"]["name"] == want)]
+                       if ev_rv > int(rv_s) and k == kind and (not want or obj["metadata"]["name"] == want)
+                       and _in_namespace(obj, namespace)]
         self._watchers.append(w)
         try:
             await resp.prepare(request)
@@ -351,3 +387,7 @@ class KubeAPIServerStandin:
         finally:
             self._watchers.remove(w)
         return resp
+
+
+def _in_namespace(obj: dict, namespace: str) -> bool:
+    return not namespace or (obj.get("metadata") or {}).get("namespace") == namespace
