@@ -2,6 +2,8 @@
 ``fieldValidation`` (Strict / Warn / Ignore) for unknown and duplicate fields."""
 from __future__ import annotations
 
+import re
+
 import json
 import types
 import typing
@@ -168,6 +170,111 @@ def _walk(shape: Any, v: Any, p: str, out: list[str]) -> None:
     out.extend(unknown_fields(shape, v, p))
 
 
+_VERSION_SUFFIX = re.compile(r"V\d+(?:(?:alpha|beta)\d+)?$")
+_JSON_KIND = {bool: "bool", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+
+
+def _go_type(tp: Any, version: str) -> str:
+    """The Go type a pydantic annotation stands for, as encoding/json names it."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _go_type(typing.get_args(tp)[0], version)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _go_type(args[0], version) if len(args) == 1 else "interface {}"
+    if origin is typing.Literal:
+        return _go_type(type(typing.get_args(tp)[0]), version)
+    if origin in (list, tuple, set):
+        args = typing.get_args(tp)
+        return "[]" + (_go_type(args[0], version) if args else "interface {}")
+    if origin is dict:
+        args = typing.get_args(tp)
+        return "map[string]" + (_go_type(args[1], version) if len(args) == 2 else "interface {}")
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return f"{version}.{_go_struct_name(tp)}"
+    return {str: "string", int: "int64", float: "float64", bool: "bool"}.get(tp, "interface {}")
+
+
+def _go_struct_name(model: type[BaseModel]) -> str:
+    return _VERSION_SUFFIX.sub("", model.model_config.get("title") or model.__name__)
+
+
+def go_unmarshal_error(model: type[BaseModel], doc: Any, loc: tuple, version: str) -> str | None:
+    """encoding/json's ``UnmarshalTypeError`` text for a wrong JSON type at ``loc``, as a Go
+    server decoding into typed structs words it (``json: cannot unmarshal number into Go
+    struct field FlunderSpec.spec.flunderReference of type string``); None when ``loc`` does
+    not lead to a declared field."""
+    current, value, path = model, doc, []
+    struct, field_type = None, None
+    for part in loc:
+        if isinstance(part, int):  # list index: not part of Go's field path; the element's type is
+            value = value[part] if isinstance(value, list) and part < len(value) else None
+            field_type = _element(field_type)
+            continue
+        if current is None and field_type is not None and _map_value(field_type) is not None:
+            value = value.get(part) if isinstance(value, dict) else None  # a map key: not in the path either
+            field_type = _map_value(field_type)
+            current = _inner_model(field_type)
+            continue
+        if current is None or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        info = next((f for n, f in current.model_fields.items() if (f.alias or n) == part or n == part), None)
+        if info is None:
+            return None
+        struct, field_type = current, info.annotation
+        path.append(info.alias or part)
+        value = value.get(part) if isinstance(value, dict) else None
+        current = _inner_model(field_type)
+    if struct is None or value is None:
+        return None
+    shown = _JSON_KIND.get(type(value), "value")
+    if shown == "number" and _go_type(field_type, version) in ("int64", "int32") and isinstance(value, float):
+        shown = f"number {orjson.dumps(value).decode()}"
+    return (f"json: cannot unmarshal {shown} into Go struct field {_go_struct_name(struct)}.{'.'.join(path)} "
+            f"of type {_go_type(field_type, version)}")
+
+
+def _element(tp: Any) -> Any:
+    """The element type of a list field (through Optional)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _element(args[0]) if len(args) == 1 else tp
+    if origin in (list, tuple, set):
+        args = typing.get_args(tp)
+        return args[0] if args else Any
+    return tp
+
+
+def _map_value(tp: Any) -> Any:
+    """The value type of a ``dict[str, X]`` field (through Optional), else None."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _map_value(args[0]) if len(args) == 1 else None
+    if origin is dict:
+        args = typing.get_args(tp)
+        return args[1] if len(args) == 2 else None
+    return None
+
+
+def _inner_model(tp: Any) -> Any:
+    """The model a field's values are (through Optional, list and dict), if any."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated or origin in (list, tuple, set) or \
+                origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if not args:
+                return None
+            tp = args[0]
+        elif origin is dict:
+            args = typing.get_args(tp)
+            tp = args[1] if len(args) == 2 else None
+        else:
+            return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
 def validation_message(e: ValidationError) -> str:
     parts = []
     for err in e.errors()[:5]:
@@ -192,6 +299,10 @@ def decode_versioned(model: type[BaseModel], doc: dict, *, kind: str, version: s
     try:
         obj = model.model_validate(doc)
     except ValidationError as e:
+        first = e.errors()[0]
+        detail = None
+        if first.get("type", "").endswith(("_type", "_parsing")) or first.get("type") in ("model_attributes_type",):
+            detail = go_unmarshal_error(model, doc, tuple(first.get("loc", ())), version)
         raise E.BadRequest(f'{kind} in version "{version}" cannot be handled as a {kind}: '
-                           f'{validation_message(e)}') from None
+                           f'{detail or validation_message(e)}') from None
     return obj, warnings

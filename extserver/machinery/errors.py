@@ -68,8 +68,20 @@ def too_long(path: str, value: Any, max_len: int) -> FieldError:
     return FieldError("FieldValueTooLong", path, value, f"may not be more than {max_len} bytes")
 
 
+class GoValue:
+    """A bad value whose Go rendering is not its JSON one (``0x0``: a ``uint64`` zero, as
+    field errors print it with ``%#v``)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 def _go_quote_value(v: Any) -> str:
     """A bad value as Go's field errors print it: strings with %q, other values as JSON."""
+    if isinstance(v, GoValue):
+        return v.text
     if isinstance(v, str):
         from .validation import go_quote
         return go_quote(v)
@@ -216,21 +228,26 @@ class MethodNotSupported(StatusError):
                          group=group, kind=resource)
 
 
-class MethodNotAllowed(StatusError):
-    """A verb the resource has no route for (a read-only provider kind's writes): go-restful's
-    405, rendered by k8s.io/apiserver's ``serviceErrorHandler`` through
-    ``NewGenericServerResponse`` -- its fixed message and an empty ``details``."""
-
-    code, reason = 405, "MethodNotAllowed"
-
-    def __init__(self) -> None:
-        super().__init__("the server does not allow this method on the requested resource")
+class GenericServerResponse(StatusError):
+    """What k8s.io/apiserver answers through ``NewGenericServerResponse(code, "", GroupResource{},
+    "", msg, 0, false)`` (go-restful's service errors): a fixed message per code and an empty
+    ``details`` object."""
 
     def status(self) -> dict:
         st = super().status()
         st["details"] = {}
         st["code"] = st.pop("code")  # keep kube's field order: details before code
         return st
+
+
+class MethodNotAllowed(GenericServerResponse):
+    """A verb the resource has no route for (a write to a read-only kind, an update of a
+    collection, a create on a named path): go-restful's 405."""
+
+    code, reason = 405, "MethodNotAllowed"
+
+    def __init__(self) -> None:
+        super().__init__("the server does not allow this method on the requested resource")
 
 
 class NotAcceptable(StatusError):
@@ -295,12 +312,13 @@ class ResourceVersionTooLarge(StatusError):
                          retry_after=1)
 
 
-class PathNotFound(StatusError):
+class PathNotFound(GenericServerResponse):
+    """A path no route serves: go-restful's 404, as MethodNotAllowed (no causes)."""
+
     code, reason = 404, "NotFound"
 
     def __init__(self) -> None:
-        super().__init__("the server could not find the requested resource",
-                         causes=[Cause("UnexpectedServerResponse", "404 page not found")])
+        super().__init__("the server could not find the requested resource")
 
 
 def too_old_resource_version(requested: int, oldest: int) -> Gone:

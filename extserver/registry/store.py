@@ -310,8 +310,10 @@ class Registry:
                 rv = None  # "0" asks for no precondition, as in kube
             if not rv:
                 if not (self.strategy.allow_unconditional_update or unconditional):
-                    raise self.invalid(name, [E.invalid("metadata.resourceVersion", 0,
-                                                        "must be specified for an update")])
+                    # generic Store.Update's own error: on the *resource* (GroupKind{Kind: plural}),
+                    # the uint64 resourceVersion printed as Go's %#v does
+                    raise E.Invalid(self.group, self.plural, name, [E.invalid(
+                        "metadata.resourceVersion", E.GoValue("0x0"), "must be specified for an update")])
             elif rv != str(kv.mod_revision):
                 raise self.conflict(name)
             new.metadata.resource_version = str(kv.mod_revision)

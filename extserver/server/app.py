@@ -318,7 +318,7 @@ class ExtServer:
         path = info.path.rstrip("/") or "/"
         if request.method not in ("GET", "HEAD"):
             if path.startswith("/apis") or path in self._static:
-                raise E.MethodNotSupported("", path, request.method)
+                raise E.MethodNotAllowed()
             raise E.PathNotFound()
         if path == "/apis":
             av = aggregated_discovery_version(request.headers.get("Accept", ""))

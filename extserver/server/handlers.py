@@ -181,10 +181,12 @@ class ResourceHandler:
         res = self.res
         self._check_path(info)
         verb = info.verb
+        # a verb with no route (not offered, a collection's update, a named create...) is
+        # go-restful's 405, as for a REST storage that does not implement it
         if verb not in res.verbs and verb not in ("get", "list", "watch"):
-            raise E.MethodNotSupported(self.registry.group, res.plural, verb)
+            raise E.MethodNotAllowed()
         if info.subresource == "status" and verb not in ("get", "update", "patch"):
-            raise E.MethodNotSupported(self.registry.group, res.plural + "/status", verb)
+            raise E.MethodNotAllowed()
         pretty = _bool(_q(request, "pretty", "false"))
         if verb == "get":
             return await self.get(request, info, pretty)
@@ -193,10 +195,10 @@ class ResourceHandler:
         if verb == "watch":
             return await self.watch(request, info)
         if verb in ("update", "patch") and not info.name:
-            raise E.MethodNotSupported(self.registry.group, res.plural, verb)
+            raise E.MethodNotAllowed()
         if verb == "create":
             if info.name:
-                raise E.MethodNotSupported(self.registry.group, res.plural, "create")
+                raise E.MethodNotAllowed()
             return await self.create(request, info, user, pretty)
         if verb == "update":
             return await self.update(request, info, user, pretty)
@@ -206,7 +208,7 @@ class ResourceHandler:
             return await self.delete(request, info, user, pretty)
         if verb == "deletecollection":
             return await self.delete_collection(request, info, user, pretty)
-        raise E.MethodNotSupported(self.registry.group, res.plural, verb)
+        raise E.MethodNotAllowed()
 
     # --- encoding -----------------------------------------------------------------------
     def _object_response(self, request: web.Request, kv: KeyValue, pretty: bool, status: int = 200,

@@ -270,7 +270,7 @@ def test_delete_returns_status_and_preconditions(api, ns):
     obj = create(api, ns, "d1")
     r = api.delete(fl_path(ns, "d1"), {"preconditions": {"uid": "wrong"}})
     assert r.status_code == 409
-    assert "Precondition failed: UID in precondition: wrong" in r.json()["message"]
+    assert "the UID in the precondition (wrong) does not match the UID in record" in r.json()["message"]
     r = api.delete(fl_path(ns, "d1"), {"preconditions": {"uid": obj["metadata"]["uid"],
                                                          "resourceVersion": obj["metadata"]["resourceVersion"]}})
     assert r.status_code == 200

@@ -21,8 +21,11 @@ class PatchError(StatusError):
         if not self.reason:
             del st["reason"]  # Go omits an empty reason
         if self.code == 422:
-            # NewGenericServerResponse always sets (empty) details; code stays last.
-            st.setdefault("details", {})
+            # kube's NewGenericServerResponse: its fixed message and details without the cause,
+            # so a client never learns which operation failed. extserver keeps the message and
+            # adds the one cause (the patch library's words, e.g. "testing value /spec/x failed:
+            # test failed"): clients matching on the message still match. Code stays last.
+            st["details"] = {"causes": [{"message": self.detail}]} if self.detail != self.message else {}
             st["code"] = st.pop("code")
         return st
 
