@@ -126,10 +126,12 @@ def wrk(url: str, duration: int, script: str | None = None, threads: int = 2, co
             "non2xx": int(bad_status), "socket_errors": int(sock_err)}
 
 
-async def watch_latency(url: str, ctx: ssl.SSLContext, watchers: int, writes: int) -> dict:
-    """Open ``watchers`` watches, make ``writes`` updates one at a time, and measure the time
-    from sending each write to its event arriving at every watcher (the write itself, fsync
-    or etcd round trip included)."""
+async def watch_latency(url: str, ctx: ssl.SSLContext | None, watchers: int, writes: int,
+                        interval: float = 0.05) -> dict:
+    """Open ``watchers`` watches, make ``writes`` updates one at a time, one every ``interval``
+    seconds (at most), and measure the time from sending each write to its event arriving at
+    every watcher (the write itself, fsync or etcd round trip included). ``ctx`` None: plain
+    HTTP (through a proxy)."""
     import aiohttp
     conn = aiohttp.TCPConnector(ssl=ctx, limit=0)
     arrivals: list[tuple[str, float]] = []
@@ -153,8 +155,11 @@ async def watch_latency(url: str, ctx: ssl.SSLContext, watchers: int, writes: in
                 r, w = await asyncio.open_connection(host, int(port), ssl=ctx)
                 w.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode())
                 await w.drain()
+                status = await r.readline()
+                if b" 200 " not in status:
+                    raise SystemExit(f"watch failed: {status!r}")
                 while (await r.readline()) not in (b"\r\n", b""):
-                    pass  # status line and headers
+                    pass  # headers
             opened[0] += 1
             if opened[0] == watchers:
                 ready.set()
@@ -184,7 +189,7 @@ async def watch_latency(url: str, ctx: ssl.SSLContext, watchers: int, writes: in
                                headers={"Content-Type": "application/merge-patch+json"}) as r:
                 rv = (await r.json())["metadata"]["resourceVersion"]
                 sent_at[rv] = t
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - t)))
         done, pending = await asyncio.wait(tasks, timeout=120)
         for t in pending:
             t.cancel()

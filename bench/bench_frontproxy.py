@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, wrk  # noqa: E402
+from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, watch_latency, wrk  # noqa: E402
 
 USER, GROUPS = "bench-user", ["bench-group", "system:authenticated"]
 AUDIT_POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
@@ -75,6 +74,7 @@ defaults
     timeout server 300s
     timeout http-keep-alive 60s
     option http-keep-alive
+    option http-no-delay  # forward each watch event as it arrives (no coalescing), as the aggregator proxy does
 frontend fe
     bind 127.0.0.1:{listen}
     http-request del-header X-Remote-User
@@ -101,71 +101,6 @@ async def seed_through(proxy: str, n: int) -> None:
             async with s.post(f"{proxy}{BASE}/namespaces/{NS}/flunders", json=body) as r:
                 assert r.status == 201, await r.text()
         await asyncio.gather(*(one(i) for i in range(n)))
-
-
-async def watch_latency(proxy: str, watchers: int, writes: int) -> dict:
-    """``watchers`` watches through the proxy; for each of ``writes`` patches (one every 20
-    ms, 50 writes/s), the time from sending it until its event reaches each watcher."""
-    import aiohttp
-    host, port = proxy.split("//", 1)[1].rsplit(":", 1)
-    received = [0] * watchers
-    arrivals: list[tuple[str, float]] = []
-    sent_at: dict[str, float] = {}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as s:
-        name = f"watched-{watchers}"
-        body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder", "metadata": {"name": name}}
-        async with s.post(f"{proxy}{BASE}/namespaces/{NS}-w/flunders", json=body) as r:
-            start_rv = (await r.json())["metadata"]["resourceVersion"]
-        path = f"{BASE}/namespaces/{NS}-w/flunders?watch=1&resourceVersion={start_rv}&timeoutSeconds=300"
-        opened = [0]
-        ready = asyncio.Event()
-        connecting = asyncio.Semaphore(32)
-
-        async def watcher(i: int) -> None:
-            async with connecting:
-                r, w = await asyncio.open_connection(host, int(port))
-                w.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode())
-                await w.drain()
-                status = await r.readline()
-                if b" 200 " not in status:
-                    raise SystemExit(f"watch through the proxy failed: {status!r}")
-                while (await r.readline()) not in (b"\r\n", b""):
-                    pass
-            opened[0] += 1
-            if opened[0] == watchers:
-                ready.set()
-            try:
-                while received[i] < writes:
-                    size = int((await r.readline()).strip() or b"0", 16)
-                    if size == 0:
-                        return
-                    chunk = await r.readexactly(size + 2)
-                    now = time.perf_counter()
-                    for line in chunk.splitlines():
-                        if line:
-                            arrivals.append((json.loads(line)["object"]["metadata"]["resourceVersion"], now))
-                            received[i] += 1
-            finally:
-                w.close()
-
-        tasks = [asyncio.create_task(watcher(i)) for i in range(watchers)]
-        await asyncio.wait_for(ready.wait(), 180)
-        await asyncio.sleep(0.5)
-        for k in range(writes):
-            t = time.perf_counter()
-            async with s.patch(f"{proxy}{BASE}/namespaces/{NS}-w/flunders/{name}",
-                               data=json.dumps({"metadata": {"labels": {"k": str(k)}}}),
-                               headers={"Content-Type": "application/merge-patch+json"}) as r:
-                sent_at[(await r.json())["metadata"]["resourceVersion"]] = t
-            await asyncio.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))
-        _, pending = await asyncio.wait(tasks, timeout=120)
-        for t in pending:
-            t.cancel()
-    lat = sorted(t - sent_at[rv] for rv, t in arrivals if rv in sent_at)
-    expected = watchers * writes
-    return {"events": len(lat), "expected": expected, "lost": expected - sum(received),
-            "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
-            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan")}
 
 
 def main() -> None:
@@ -261,7 +196,7 @@ def main() -> None:
             print(f"{label:40} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx']:8d} "
                   f"{100 * cpu:10.0f}%", flush=True)
         for n in [int(x) for x in args.watchers.split(",") if x.strip()]:
-            w = asyncio.run(watch_latency(proxy, n, args.watch_writes))
+            w = asyncio.run(watch_latency(proxy, None, n, args.watch_writes, interval=0.02))  # 50 writes/s
             print(f"watch delivery, {n:>5} watchers, 50 writes/s: p50 {w['p50_ms']:.2f} ms, "
                   f"p99 {w['p99_ms']:.2f} ms, events {w['events']}/{w['expected']}, lost {w['lost']}", flush=True)
         sars = len(env.standin.access_reviews)
