@@ -11,6 +11,7 @@ from . import errors as E
 JSON = "application/json"
 YAML = "application/yaml"
 ACCEPTED = [JSON, YAML]
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/merge-patch+json": "merge",
@@ -90,7 +91,12 @@ def negotiate(accept: str | None, *, allowed_conv: tuple[str, ...] = ("Table", "
             if params.get("g") or params.get("v"):
                 continue
             return Output(media, "", "v1", pretty)
-    raise E.NotAcceptable([JSON, YAML, "application/vnd.kubernetes.protobuf"])
+    err = E.NotAcceptable(ACCEPTED)  # kube's words, listing what this server really produces
+    if PROTOBUF in (accept or "").lower():
+        # a client that can only take protobuf is told why it gets nothing (kube would serve it)
+        err.message += f" ({PROTOBUF} is not served by this server; offer {JSON} as well)"
+        err.args = (err.message,)
+    raise err
 
 
 def body_kind(content_type: str | None, *, patch: bool) -> str:
@@ -105,5 +111,5 @@ def body_kind(content_type: str | None, *, patch: bool) -> str:
         return "json"
     kind = BODY_TYPES.get(mt)
     if kind is None:
-        raise E.UnsupportedMediaType(mt, ACCEPTED + ["application/vnd.kubernetes.protobuf"])
+        raise E.UnsupportedMediaType(mt, ACCEPTED)
     return kind

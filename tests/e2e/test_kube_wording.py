@@ -112,3 +112,16 @@ def test_failed_json_patch_test_op_says_which_op(api):
     st = r.json()
     assert st["message"] == "the server rejected our request due to an error in our request"  # kube's words
     assert st["details"] == {"causes": [{"message": "testing value /metadata/name failed: test failed"}]}
+
+
+def test_protobuf_only_accept_is_406_saying_why(api):
+    r = api.get(fl("w"), headers={"Accept": "application/vnd.kubernetes.protobuf"})
+    assert r.status_code == 406
+    assert r.json() == status(
+        "only the following media types are accepted: application/json, application/yaml "
+        "(application/vnd.kubernetes.protobuf is not served by this server; offer application/json as well)",
+        "NotAcceptable", 406)
+    r = api.get(fl("w"), headers={"Accept": "text/html"})
+    assert r.json()["message"] == "only the following media types are accepted: application/json, application/yaml"
+    r = api.get(fl("w"), headers={"Accept": "application/vnd.kubernetes.protobuf, */*"})  # what kube-controller-manager sends
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
