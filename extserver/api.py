@@ -330,11 +330,14 @@ class APIGroup:
     """An API group: versions in priority order (the first is preferred), resources,
     admission plugins."""
 
-    def __init__(self, name: str, *, versions: list[str]):
+    def __init__(self, name: str, *, versions: list[str], scheme_name: str = ""):
         if not versions:
             raise ValueError("an API group needs at least one version")
         self.name = name
         self.versions = list(versions)
+        #: what decoding errors call the scheme (Go names it after the file and line that
+        #: created it, e.g. ``k8s.io/sample-apiserver/pkg/apiserver/apiserver.go:36``)
+        self.scheme_name = scheme_name or f"extserver/{name}"
         self.resources: dict[str, Resource] = {}
         self.admission_plugins: list[AdmissionPlugin] = []
 

@@ -508,6 +508,19 @@ class ResourceHandler:
             self._validator = SchemaValidator(*validation_schema(self.sv))
         return self._validator
 
+    def _other_kind_message(self, api_version: str, kind: str) -> str:
+        """Go's transformDecodeError for a body of another kind: decoded as that kind when the
+        scheme knows it (then its conversion to this kind fails), else "no kind registered"."""
+        group = self.res.group
+        version = api_version.rsplit("/", 1)[-1]
+        head = f'{kind} in version "{version}" cannot be handled as a {self.sv.kind}: '
+        known = any(r.kind == kind and f"{group.name}/{v}" == api_version
+                    for r in group.resources.values() for v in r.versions)
+        if known:
+            internal = group.name.split(".", 1)[0]
+            return head + f"converting ({version}.{kind}) to ({internal}.{self.sv.kind}): unknown conversion"
+        return head + f'no kind "{kind}" is registered for version "{api_version}" in scheme "{group.scheme_name}"'
+
     def _decode(self, doc: Any, *, fv: str, dups: list[str], info: RequestInfo):
         """Versioned dict -> (hub object, warnings) with GVK checks, field validation and
         per-version defaulting."""
@@ -522,8 +535,7 @@ class ResourceHandler:
         elif not api_version:
             raise E.BadRequest("Object 'apiVersion' is missing in '" + orjson.dumps(doc).decode()[:200] + "'")
         elif kind != sv.kind:
-            raise E.BadRequest(f'the object provided is unrecognized: kind "{kind}" (apiVersion '
-                               f'"{api_version}") is not {sv.kind}, the kind this endpoint serves')
+            raise E.BadRequest(self._other_kind_message(str(api_version), str(kind)))
         elif api_version != sv.api_version:
             # kube decodes any served version, then refuses one that is not the URL's
             raise E.BadRequest(f"the API version in the data ({api_version}) does not match the "

@@ -125,3 +125,21 @@ def test_protobuf_only_accept_is_406_saying_why(api):
     assert r.json()["message"] == "only the following media types are accepted: application/json, application/yaml"
     r = api.get(fl("w"), headers={"Accept": "application/vnd.kubernetes.protobuf, */*"})  # what kube-controller-manager sends
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+
+
+SCHEME = "k8s.io/sample-apiserver/pkg/apiserver/apiserver.go:36"
+
+
+@pytest.mark.parametrize("path,api_version,kind,message", [
+    (FL_B, f"{G}/v1beta1", "Fischer", 'Fischer in version "v1beta1" cannot be handled as a Flunder: no kind '
+     f'"Fischer" is registered for version "{G}/v1beta1" in scheme "{SCHEME}"'),
+    ("/apis/wardle.example.com/v1alpha1", f"{G}/v1alpha1", "Fischer", 'Fischer in version "v1alpha1" cannot '
+     "be handled as a Flunder: converting (v1alpha1.Fischer) to (wardle.Flunder): unknown conversion"),
+    (FL_B, "apps/v1", "Deployment", 'Deployment in version "v1" cannot be handled as a Flunder: no kind '
+     f'"Deployment" is registered for version "apps/v1" in scheme "{SCHEME}"'),
+])
+def test_a_body_of_another_kind(api, path, api_version, kind, message):
+    r = api.post(f"{path}/namespaces/w/flunders", {"apiVersion": api_version, "kind": kind,
+                                                   "metadata": {"name": "k"}})
+    assert r.status_code == 400
+    assert r.json() == status(message, "BadRequest", 400)

@@ -20,7 +20,9 @@ from extserver.api import (APIGroup, AdmissionAttributes, AdmissionPlugin, KubeM
 from extserver.machinery.errors import FieldError, Forbidden, invalid
 
 GROUP = "wardle.example.com"
-group = APIGroup(GROUP, versions=["v1beta1", "v1alpha1"])
+# the scheme as the sample's decoding errors name it (after the file and line creating it)
+group = APIGroup(GROUP, versions=["v1beta1", "v1alpha1"],
+                 scheme_name="k8s.io/sample-apiserver/pkg/apiserver/apiserver.go:36")
 
 FLUNDER, FISCHER = "Flunder", "Fischer"
 
