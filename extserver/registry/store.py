@@ -553,7 +553,8 @@ def decode_continue(token: str) -> tuple[int, str]:
     syntax = jsonscan.go_json_syntax_error(data)
     if syntax is not None:
         raise _token_error(syntax)
-    d = orjson.loads(data) if data.strip() else None
+    # Go's decoder takes invalid UTF-8 in strings as U+FFFD; the syntax is already checked
+    d = orjson.loads(data.decode("utf-8", "replace")) if data.strip() else None
     if not isinstance(d, dict):
         shown = {list: "array", str: "string", bool: "bool", int: "number", float: "number"}.get(type(d), "null")
         if d is not None:

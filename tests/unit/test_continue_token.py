@@ -42,6 +42,8 @@ P = "invalid continue token: continue key is not valid: "
     (tok({"v": "meta.k8s.io/v1", "rv": 3, "start": "../other"}), P + "../other"),
     (tok({"v": "meta.k8s.io/v1", "rv": 3, "start": "a/../../b"}), P + "a/../../b"),
     (tok({"v": "meta.k8s.io/v1", "rv": 3, "start": "./a"}), P + "./a"),
+    # invalid UTF-8 in a string is U+FFFD for Go's decoder, not a syntax error
+    ("eyJ2IjogIqBldGEuazhzLmlvL3YxIn0", P + "server does not recognize this encoded version \ufffdeta.k8s.io/v1"),
 ])
 def test_refusals_are_kubes_400(token, message):
     with pytest.raises(E.BadRequest) as e:
