@@ -97,9 +97,11 @@ def client_ssl(data: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(data / "certs" / "apiserver-ca.crt"))
 
 
-async def seed(url: str, ctx: ssl.SSLContext, n: int) -> None:
+async def seed(url: str, ctx: ssl.SSLContext | None, n: int) -> None:
+    """``n`` Flunders (``ctx`` None: plain HTTP, through a proxy)."""
     import aiohttp
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=16)) as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx is not None else False,
+                                                                    limit=16)) as s:
         async def one(i: int) -> None:
             body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder",
                     "metadata": {"name": f"seed-{i:04d}", "labels": {"bench": "seed"}},
@@ -133,7 +135,7 @@ async def watch_latency(url: str, ctx: ssl.SSLContext | None, watchers: int, wri
     every watcher (the write itself, fsync or etcd round trip included). ``ctx`` None: plain
     HTTP (through a proxy)."""
     import aiohttp
-    conn = aiohttp.TCPConnector(ssl=ctx, limit=0)
+    conn = aiohttp.TCPConnector(ssl=ctx if ctx is not None else False, limit=0)
     arrivals: list[tuple[str, float]] = []
     received = [0] * watchers
     sent_at: dict[str, float] = {}

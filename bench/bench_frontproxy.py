@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, watch_latency, wrk  # noqa: E402
+from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, seed, watch_latency, wrk  # noqa: E402
 
 USER, GROUPS = "bench-user", ["bench-group", "system:authenticated"]
 AUDIT_POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
@@ -89,18 +89,6 @@ frontend stats
     bind 127.0.0.1:{stats}
     http-request return status 200 content-type text/plain string ok
 """
-
-
-async def seed_through(proxy: str, n: int) -> None:
-    import aiohttp
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as s:
-        async def one(i: int) -> None:
-            body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder",
-                    "metadata": {"name": f"seed-{i:04d}", "labels": {"bench": "seed"}},
-                    "spec": {"flunderReference": "x", "referenceType": "Flunder"}}
-            async with s.post(f"{proxy}{BASE}/namespaces/{NS}/flunders", json=body) as r:
-                assert r.status == 201, await r.text()
-        await asyncio.gather(*(one(i) for i in range(n)))
 
 
 def main() -> None:
@@ -172,7 +160,7 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("proxy/server not ready:\n" + (work / "server.log").read_text()[-2000:])
             time.sleep(0.2)
-        asyncio.run(seed_through(proxy, 100))
+        asyncio.run(seed(proxy, None, 100))  # through the proxy, as the front-proxy user
         coll = f"{proxy}{BASE}/namespaces/{NS}/flunders"
         scenarios = [("get one object", f"{coll}/seed-0042", None), ("list 100 objects", coll, None),
                      ("list 100 objects, resourceVersion=0", f"{coll}?resourceVersion=0", None),
