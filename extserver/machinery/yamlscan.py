@@ -265,7 +265,15 @@ def _plain(root: Any) -> Any:
 def load_yaml(data: bytes) -> Any:
     """Parse one YAML document within the bounds; returns plain JSON values. Raises
     :class:`LimitError` for a bound and ``yaml.YAMLError`` for malformed YAML."""
-    doc, aliased = _build(data)
+    try:
+        doc, aliased = _build(data)
+    except yaml.YAMLError as e:
+        # libyaml >= 0.2.6 (some PyYAML wheels bundle it) has a nesting limit of its own (1,000)
+        # that its scanner, reading ahead, can reach before our bound sees the events: the
+        # same refusal, in the same words
+        if "exceeded maximum nesting depth" in str(getattr(e, "problem", "") or e):
+            raise LimitError(f"yaml: exceeded max depth of {MAX_DEPTH}") from None
+        raise
     return _plain(doc) if aliased else doc
 
 
