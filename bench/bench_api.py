@@ -92,6 +92,17 @@ def start_server(data: Path, backend: str, etcd_endpoints: list[str] | None, wor
     raise SystemExit("server did not start:\n" + (data.parent / "server.log").read_text()[-2000:])
 
 
+def stop(proc: subprocess.Popen | None, timeout: float = 30) -> None:
+    """SIGTERM a process this bench started (by its PID), SIGKILL if it does not end in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def client_ssl(data: Path) -> ssl.SSLContext:
     """Anonymous, as wrk is: the serving CA only."""
     return ssl.create_default_context(cafile=str(data / "certs" / "apiserver-ca.crt"))
@@ -242,11 +253,7 @@ def main() -> None:
             print(f"watch delivery, {n:>5} watchers: p50 {w['p50_ms']:.2f} ms, p99 {w['p99_ms']:.2f} ms, "
                   f"events {w['events']}/{w['expected']}, lost {w['lost']}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(data, ignore_errors=True)

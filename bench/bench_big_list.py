@@ -29,6 +29,9 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_api import stop  # noqa: E402
 BASE = "/apis/wardle.example.com/v1beta1"
 NS = "bench"
 #: "none": no list, the probes' baseline on this machine
@@ -140,11 +143,7 @@ async def main_async(args) -> None:
                   f"/healthz during it: n={len(p)} p50={pct(p, 50):.1f}ms p99={pct(p, 99):.1f}ms "
                   f"max={max(p) if p else float('nan'):.1f}ms")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         if not keep:
             shutil.rmtree(data, ignore_errors=True)
 

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, seed, watch_latency, wrk  # noqa: E402
+from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, seed, stop, watch_latency, wrk  # noqa: E402
 
 USER, GROUPS = "bench-user", ["bench-group", "system:authenticated"]
 AUDIT_POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
@@ -191,12 +191,7 @@ def main() -> None:
         print(f"SubjectAccessReviews sent to the stand-in during the run: {sars}")
     finally:
         for p in (haproxy, server):
-            if p is not None and p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(p)
         if cluster is not None:
             cluster.stop()
         env.close()
