@@ -80,6 +80,16 @@ _DELETE_OPTIONS = {
 _PRECONDITIONS = {"uid": (str, "Preconditions", "types.UID"), "resourceVersion": (str, "Preconditions", "string")}
 
 
+def go_struct_field_error(value: Any, struct: str, field: str, go_type: str, *, integer: bool) -> str:
+    """encoding/json's ``UnmarshalTypeError`` for a struct field: ``json: cannot unmarshal
+    number into Go struct field FlunderSpec.spec.flunderReference of type string``; a number
+    an integer field cannot hold is quoted (``number 1.5``)."""
+    kind = jsonscan.JSON_KIND.get(type(value), "value")
+    if kind == "number" and integer:
+        kind = f"number {value!r}"
+    return f"json: cannot unmarshal {kind} into Go struct field {struct}.{field} of type {go_type}"
+
+
 def _go_type_mismatch(value: Any, want: type) -> bool:
     if value is None:
         return False  # null leaves a Go pointer nil
@@ -100,11 +110,7 @@ def decode_delete_options(doc: Any) -> dict:
         for name, (want, struct, go_type) in members.items():
             v = obj.get(name)
             if _go_type_mismatch(v, want):
-                kind = jsonscan.JSON_KIND.get(type(v), "value")
-                if kind == "number" and want is int:  # Go quotes the literal it could not store
-                    kind = f"number {v!r}"
-                raise E.BadRequest(f"json: cannot unmarshal {kind} into Go struct field "
-                                   f"{struct}.{prefix}{name} of type {go_type}")
+                raise E.BadRequest(go_struct_field_error(v, struct, f"{prefix}{name}", go_type, integer=want is int))
 
     check(_DELETE_OPTIONS, doc, "")
     check(_PRECONDITIONS, doc.get("preconditions") or {}, "preconditions.")
@@ -171,7 +177,6 @@ def _walk(shape: Any, v: Any, p: str, out: list[str]) -> None:
 
 
 _VERSION_SUFFIX = re.compile(r"V\d+(?:(?:alpha|beta)\d+)?$")
-_JSON_KIND = {bool: "bool", int: "number", float: "number", str: "string", list: "array", dict: "object"}
 
 
 def _go_type(tp: Any, version: str) -> str:
@@ -192,7 +197,7 @@ def _go_type(tp: Any, version: str) -> str:
         return "map[string]" + (_go_type(args[1], version) if len(args) == 2 else "interface {}")
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return f"{version}.{_go_struct_name(tp)}"
-    return {str: "string", int: "int64", float: "float64", bool: "bool"}.get(tp, "interface {}")
+    return jsonscan.GO_TYPE.get(tp, "interface {}")
 
 
 def _go_struct_name(model: type[BaseModel]) -> str:
@@ -227,32 +232,39 @@ def go_unmarshal_error(model: type[BaseModel], doc: Any, loc: tuple, version: st
         current = _inner_model(field_type)
     if struct is None or value is None:
         return None
-    shown = _JSON_KIND.get(type(value), "value")
-    if shown == "number" and _go_type(field_type, version) in ("int64", "int32") and isinstance(value, float):
-        shown = f"number {orjson.dumps(value).decode()}"
-    return (f"json: cannot unmarshal {shown} into Go struct field {_go_struct_name(struct)}.{'.'.join(path)} "
-            f"of type {_go_type(field_type, version)}")
+    go_type = _go_type(field_type, version)
+    return go_struct_field_error(value, _go_struct_name(struct), ".".join(path), go_type,
+                                 integer=go_type == "int64" and isinstance(value, float))
+
+
+def _strip_optional(tp: Any) -> Any:
+    """``X`` for ``Optional[X]`` / ``X | None`` (and Annotated); other annotations as they are."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) == 1:
+                tp = args[0]
+                continue
+        return tp
 
 
 def _element(tp: Any) -> Any:
-    """The element type of a list field (through Optional)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _element(args[0]) if len(args) == 1 else tp
-    if origin in (list, tuple, set):
+    """The element type of a list field."""
+    tp = _strip_optional(tp)
+    if typing.get_origin(tp) in (list, tuple, set):
         args = typing.get_args(tp)
         return args[0] if args else Any
     return tp
 
 
 def _map_value(tp: Any) -> Any:
-    """The value type of a ``dict[str, X]`` field (through Optional), else None."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _map_value(args[0]) if len(args) == 1 else None
-    if origin is dict:
+    """The value type of a ``dict[str, X]`` field, else None."""
+    tp = _strip_optional(tp)
+    if typing.get_origin(tp) is dict:
         args = typing.get_args(tp)
         return args[1] if len(args) == 2 else None
     return None
