@@ -253,8 +253,9 @@ class MethodNotAllowed(GenericServerResponse):
 class NotAcceptable(StatusError):
     code, reason = 406, "NotAcceptable"
 
-    def __init__(self, accepted: list[str]):
-        super().__init__("only the following media types are accepted: " + ", ".join(accepted))
+    def __init__(self, accepted: list[str], why: str = ""):
+        super().__init__("only the following media types are accepted: " + ", ".join(accepted)
+                         + (f" ({why})" if why else ""))
 
 
 class UnsupportedMediaType(StatusError):

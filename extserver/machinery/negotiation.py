@@ -91,12 +91,10 @@ def negotiate(accept: str | None, *, allowed_conv: tuple[str, ...] = ("Table", "
             if params.get("g") or params.get("v"):
                 continue
             return Output(media, "", "v1", pretty)
-    err = E.NotAcceptable(ACCEPTED)  # kube's words, listing what this server really produces
-    if PROTOBUF in (accept or "").lower():
-        # a client that can only take protobuf is told why it gets nothing (kube would serve it)
-        err.message += f" ({PROTOBUF} is not served by this server; offer {JSON} as well)"
-        err.args = (err.message,)
-    raise err
+    # kube's words, listing what this server really produces; a client that can only take
+    # protobuf is told why it gets nothing (kube would serve it)
+    why = f"{PROTOBUF} is not served by this server; offer {JSON} as well" if PROTOBUF in (accept or "").lower() else ""
+    raise E.NotAcceptable(ACCEPTED, why)
 
 
 def body_kind(content_type: str | None, *, patch: bool) -> str:
