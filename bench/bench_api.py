@@ -139,62 +139,107 @@ def wrk(url: str, duration: int, script: str | None = None, threads: int = 2, co
             "non2xx": int(bad_status), "socket_errors": int(sock_err)}
 
 
+_RV_MARK = b'"resourceVersion":"'
+
+
+class _WatchReader(asyncio.Protocol):
+    """One watcher's connection, read as cheaply as Python can: the bench client shares the
+    machine's two cores with the server and the proxy, so it must not be what is measured.
+    It sends the watch request, skips the response head and then, without decoding the
+    chunked framing or the JSON, stamps every ``"resourceVersion":"N"`` it sees (each event
+    object has exactly one, in its metadata) with its arrival time."""
+
+    def __init__(self, request: bytes, arrivals: list, want: int, done: asyncio.Future, opened: asyncio.Future):
+        self.request, self.arrivals, self.want, self.done, self.opened = request, arrivals, want, done, opened
+        self.buf = b""
+        self.head = True
+        self.count = 0
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        buf = self.buf + data
+        if self.head:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if b" 200 " not in buf[:buf.find(b"\r\n")]:
+                self._finish(RuntimeError(f"watch failed: {buf[:200]!r}"))
+                return
+            self.head = False
+            buf = buf[end + 4:]
+            if not self.opened.done():
+                self.opened.set_result(None)
+        pos, keep = 0, 0
+        while True:
+            i = buf.find(_RV_MARK, pos)
+            if i < 0:
+                keep = max(pos, len(buf) - len(_RV_MARK))
+                break
+            j = buf.find(b'"', i + len(_RV_MARK))
+            if j < 0:
+                keep = i
+                break
+            self.arrivals.append((buf[i + len(_RV_MARK):j].decode(), now))
+            self.count += 1
+            pos = j + 1
+        self.buf = buf[keep:]
+        if self.count >= self.want:
+            self._finish(None)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc) if exc is not None else self.done.set_result(None)
+        self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"watch connection lost before its response: {exc}"))
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 async def watch_latency(url: str, ctx: ssl.SSLContext | None, watchers: int, writes: int,
-                        interval: float = 0.05) -> dict:
+                        interval: float = 0.05, on_ready=None) -> dict:
     """Open ``watchers`` watches, make ``writes`` updates one at a time, one every ``interval``
     seconds (at most), and measure the time from sending each write to its event arriving at
     every watcher (the write itself, fsync or etcd round trip included). ``ctx`` None: plain
-    HTTP (through a proxy)."""
+    HTTP (through a proxy); ``on_ready`` is called once every watch is open."""
     import aiohttp
+    loop = asyncio.get_running_loop()
     conn = aiohttp.TCPConnector(ssl=ctx if ctx is not None else False, limit=0)
     arrivals: list[tuple[str, float]] = []
-    received = [0] * watchers
     sent_at: dict[str, float] = {}
+    readers: list[_WatchReader] = []
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None)) as s:
         name = f"watched-{watchers}"
         body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder", "metadata": {"name": name}}
         async with s.post(f"{url}{BASE}/namespaces/{NS}-w/flunders", json=body) as r:
             start_rv = (await r.json())["metadata"]["resourceVersion"]
-        ready = asyncio.Event()
-        opened = [0]
-
-        connecting = asyncio.Semaphore(32)  # TLS handshakes are CPU work for both sides: pace them
         host, port = url.split("//", 1)[1].rsplit(":", 1)
         path = f"{BASE}/namespaces/{NS}-w/flunders?watch=1&resourceVersion={start_rv}&timeoutSeconds=300"
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode()
+        connecting = asyncio.Semaphore(32)  # TLS handshakes are CPU work for both sides: pace them
 
-        async def watcher(i: int) -> None:
-            # raw asyncio streams: a thousand aiohttp client sessions' handshakes stall here
+        async def open_one() -> asyncio.Future:
             async with connecting:
-                r, w = await asyncio.open_connection(host, int(port), ssl=ctx)
-                w.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode())
-                await w.drain()
-                status = await r.readline()
-                if b" 200 " not in status:
-                    raise SystemExit(f"watch failed: {status!r}")
-                while (await r.readline()) not in (b"\r\n", b""):
-                    pass  # headers
-            opened[0] += 1
-            if opened[0] == watchers:
-                ready.set()
-            try:
-                while received[i] < writes:
-                    size = int((await r.readline()).strip() or b"0", 16)  # chunked encoding
-                    if size == 0:
-                        return
-                    chunk = await r.readexactly(size + 2)
-                    now = time.perf_counter()
-                    for line in chunk.splitlines():
-                        if not line:
-                            continue
-                        rv = json.loads(line)["object"]["metadata"]["resourceVersion"]
-                        arrivals.append((rv, now))
-                        received[i] += 1
-            finally:
-                w.close()
+                done, opened = loop.create_future(), loop.create_future()
+                reader = _WatchReader(request, arrivals, writes, done, opened)
+                await loop.create_connection(lambda: reader, host, int(port), ssl=ctx)
+                readers.append(reader)
+                await asyncio.wait_for(opened, 60)
+                return done
 
-        tasks = [asyncio.create_task(watcher(i)) for i in range(watchers)]
-        await asyncio.wait_for(ready.wait(), 180)
+        dones = await asyncio.wait_for(asyncio.gather(*(open_one() for _ in range(watchers))), 180)
         await asyncio.sleep(0.5)
+        if on_ready is not None:
+            on_ready()
+        began = time.perf_counter()
         for k in range(writes):
             patch = {"metadata": {"labels": {"k": str(k)}}}
             t = time.perf_counter()  # latency = from sending the write to the event's arrival
@@ -203,14 +248,28 @@ async def watch_latency(url: str, ctx: ssl.SSLContext | None, watchers: int, wri
                 rv = (await r.json())["metadata"]["resourceVersion"]
                 sent_at[rv] = t
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - t)))
-        done, pending = await asyncio.wait(tasks, timeout=120)
-        for t in pending:
-            t.cancel()
+        write_rate = writes / (time.perf_counter() - began)
+        finished, pending = await asyncio.wait(dones, timeout=120)
+        for reader in readers:
+            reader.transport.close()
     lat = sorted(t - sent_at[rv] for rv, t in arrivals if rv in sent_at)
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for rv, t in arrivals:
+        if rv in sent_at:
+            first[rv] = min(first.get(rv, t), t)
+            last[rv] = max(last.get(rv, t), t)
+    # per write: when its event reached the first watcher, and how long until the last one had it
+    firsts = sorted(first[rv] - sent_at[rv] for rv in first)
+    spreads = sorted(last[rv] - first[rv] for rv in first)
     expected = watchers * writes
-    return {"watchers": watchers, "events": len(lat), "expected": expected, "lost": expected - sum(received),
+    received = sum(min(r.count, writes) for r in readers)
+    return {"watchers": watchers, "write_rate": write_rate, "events": len(lat), "expected": expected, "lost": expected - received,
             "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
-            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan")}
+            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan"),
+            "max_ms": 1000 * lat[-1] if lat else float("nan"),
+            "first_p50_ms": 1000 * firsts[len(firsts) // 2] if firsts else float("nan"),
+            "spread_p50_ms": 1000 * spreads[len(spreads) // 2] if spreads else float("nan")}
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import uvloop
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
@@ -101,9 +103,12 @@ def main() -> None:
     ap.add_argument("--no-audit", action="store_true", help="run without the audit log")
     ap.add_argument("--watch-writes", type=int, default=50)
     ap.add_argument("--watchers", default="100,1000", help="comma-separated watcher counts ('' for none)")
+    ap.add_argument("--scenarios", default="get,list,create,merge-patch",
+                    help="comma-separated wrk scenarios to run, by their first word ('' for none)")
     ap.add_argument("--server-args", default="", help="extra 'extserver serve' flags (e.g. '--workers 2')")
     ap.add_argument("--profile", default="", metavar="SCENARIO=FILE",
-                    help="record the server with py-spy during one scenario, e.g. 'get=/tmp/get.txt' "
+                    help="record the server with py-spy during one scenario, e.g. 'get=/tmp/get.txt' or "
+                         "'watch1000=/tmp/w.txt' (the writes to 1,000 watchers) "
                          "(collapsed stacks; py-spy from PyPI)")
     args = ap.parse_args()
     args.duration = max(1, min(args.duration, 60))
@@ -170,7 +175,10 @@ def main() -> None:
               f"{os.cpu_count()} cores")
         print(f"{'scenario':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'server CPU':>11}")
         prof_name, _, prof_file = args.profile.partition("=")
+        wanted = {x.strip() for x in args.scenarios.split(",") if x.strip()}
         for label, url, script in scenarios:
+            if label.split()[0] not in wanted:
+                continue
             spy = None
             if prof_name and label.startswith(prof_name):
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--format", "raw", "--rate",
@@ -184,9 +192,23 @@ def main() -> None:
             print(f"{label:40} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx']:8d} "
                   f"{100 * cpu:10.0f}%", flush=True)
         for n in [int(x) for x in args.watchers.split(",") if x.strip()]:
-            w = asyncio.run(watch_latency(proxy, None, n, args.watch_writes, interval=0.02))  # 50 writes/s
-            print(f"watch delivery, {n:>5} watchers, 50 writes/s: p50 {w['p50_ms']:.2f} ms, "
-                  f"p99 {w['p99_ms']:.2f} ms, events {w['events']}/{w['expected']}, lost {w['lost']}", flush=True)
+            c0, h0, b0, t0 = cpu_seconds(server.pid), cpu_seconds(haproxy.pid), time.process_time(), time.monotonic()
+            spies = []
+            if prof_name == f"watch{n}":  # once every watcher is open, for the writes
+                spies.append(lambda: subprocess.Popen(
+                    ["py-spy", "record", *(["--native"] if os.environ.get("PYSPY_NATIVE") else []), "--pid", str(server.pid), "--format", "raw", "--rate", "200", "--duration",
+                     str(max(1, int(args.watch_writes * 0.02))), "--output", prof_file],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            w = uvloop.run(watch_latency(proxy, None, n, args.watch_writes, interval=0.02,  # 50 writes/s
+                                         on_ready=spies[0] if spies else None))
+            dt = time.monotonic() - t0
+            cpu = [100 * (cpu_seconds(server.pid) - c0) / dt, 100 * (cpu_seconds(haproxy.pid) - h0) / dt,
+                   100 * (time.process_time() - b0) / dt]
+            print(f"watch delivery, {n:>5} watchers, {w['write_rate']:.0f} writes/s (50 asked): p50 {w['p50_ms']:.2f} ms, "
+                  f"p99 {w['p99_ms']:.2f} ms, max {w['max_ms']:.0f} ms (per write: first watcher {w['first_p50_ms']:.1f} ms, "
+                  f"first to last {w['spread_p50_ms']:.1f} ms, p50s), events {w['events']}/{w['expected']}, "
+                  f"lost {w['lost']}; CPU server {cpu[0]:.0f}% haproxy {cpu[1]:.0f}% bench client {cpu[2]:.0f}% "
+                  f"(whole phase, connecting included)", flush=True)
         sars = len(env.standin.access_reviews)
         print(f"SubjectAccessReviews sent to the stand-in during the run: {sars}")
     finally:

@@ -12,7 +12,7 @@ import secrets
 import string
 import uuid
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import orjson
 
@@ -22,9 +22,10 @@ from ..machinery import jsonscan
 from ..machinery.meta import KubeObject, now_rfc3339
 from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import go_quote, validate_object_meta, validate_object_meta_update
-from ..storage.interface import (Backend, Compacted, Event, FutureRevision, KeyExists, KeyNotFound,
-                                 KeyValue, RevisionMismatch, Unavailable, WatcherTooSlow)
+from ..storage.interface import (Backend, Compacted, FutureRevision, KeyExists, KeyNotFound,
+                                 KeyValue, RevisionMismatch)
 from .codec import Codec
+from .watch import RegistryWatch, WatchEvent  # noqa: F401 - WatchEvent is part of this module's API
 
 _NAME_CHARS = string.ascii_lowercase + string.digits
 # kube's SimpleNameGenerator: 5 random chars from an alphabet without vowels
@@ -56,13 +57,6 @@ class ListResult:
     revision: int
     continue_token: str = ""
     remaining: int | None = None
-
-
-@dataclass(slots=True)
-class WatchEvent:
-    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
-    kv: KeyValue | None
-    revision: int
 
 
 @dataclass(slots=True)
@@ -442,65 +436,12 @@ class Registry:
         raise self.conflict(name, "too many retries")
 
     # --- watch --------------------------------------------------------------------------
-    async def watch(self, namespace: str, opts: ListOptions, *, send_initial_events: bool | None = None,
-                    ) -> AsyncIterator[WatchEvent]:
+    def watch(self, namespace: str, opts: ListOptions, *, send_initial_events: bool | None = None,
+              ) -> RegistryWatch:
         """Events for the collection: ADDED/MODIFIED/DELETED with selector transitions, and
-        a BOOKMARK(kv=None) after initial events when ``send_initial_events``."""
-        self.check_field_selector(opts.field_selector)
-        prefix = self.prefix(namespace)
-        rv = opts.resource_version
-        initial: list[KeyValue] = []
-        if send_initial_events or rv in ("", "0"):
-            if rv not in ("", "0") and send_initial_events:
-                await self._check_not_future(parse_resource_version(rv))
-            r = await self.backend.range(prefix)
-            start = r.revision
-            initial = [kv for kv in r.kvs if self.matches(kv, opts)]
-        else:
-            start = parse_resource_version(rv)
-            await self._check_not_future(start)
-        selecting = (opts.label_selector is not None and not opts.label_selector.empty) or \
-                    (opts.field_selector is not None and not opts.field_selector.empty)
-        stream = self.backend.watch(prefix, start)
-        try:
-            for kv in initial:
-                yield WatchEvent("ADDED", kv, kv.mod_revision)
-            if send_initial_events:
-                yield WatchEvent("BOOKMARK", None, start)
-            async for batch in stream:
-                for ev in batch:
-                    we = self._translate(ev, opts, selecting)
-                    if we is not None:
-                        yield we
-        except Compacted as e:
-            raise E.too_old_resource_version(e.requested, e.compacted) from None
-        except WatcherTooSlow:
-            return  # as kube's cacher: a watcher that fell behind is closed; clients re-watch
-        except Unavailable as e:
-            raise E.StatusError(f"storage is unavailable: {e}", code=500, reason="InternalError") from None
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    def _translate(self, ev: Event, opts: ListOptions, selecting: bool) -> WatchEvent | None:
-        if ev.type == "DELETE":
-            if selecting and not self.matches(ev.kv, opts):
-                return None
-            return WatchEvent("DELETED", KeyValue(ev.kv.key, ev.kv.value, ev.kv.create_revision, ev.revision),
-                              ev.revision)
-        if not selecting:
-            return WatchEvent("ADDED" if ev.prev_kv is None else "MODIFIED", ev.kv, ev.revision)
-        cur = self.matches(ev.kv, opts)
-        prev = ev.prev_kv is not None and self.matches(ev.prev_kv, opts)
-        if cur and prev:
-            return WatchEvent("MODIFIED", ev.kv, ev.revision)
-        if cur:
-            return WatchEvent("ADDED", ev.kv, ev.revision)
-        if prev:
-            # leaving the selection: a DELETED carrying the new state, as kube's cacher does
-            return WatchEvent("DELETED", ev.kv, ev.revision)
-        return None
+        a BOOKMARK(kv=None) after initial events when ``send_initial_events`` (see
+        :mod:`.watch`)."""
+        return RegistryWatch(self, namespace, opts, send_initial_events)
 
 
 def _spec_of(obj: KubeObject) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import random
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import yaml
@@ -24,7 +24,8 @@ from ..machinery.schema_validation import SchemaValidator
 from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import go_quote, validate_path_segment_name
 from ..registry import fieldmanager
-from ..registry.store import DeleteOptions, ListOptions, Registry, WatchEvent, parse_resource_version
+from ..registry.store import DeleteOptions, ListOptions, Registry, parse_resource_version
+from ..registry.watch import RegistryWatch, WatchEvent
 from ..storage.interface import KeyValue, StorageError
 from ..storage.slowwatch import WATCH_CLOSER
 from .encode_stream import write_list
@@ -138,6 +139,49 @@ def table_doc(cols: list, entries: list, md: dict, conv_version: str, include: s
     t = table_head(cols, md, conv_version, headers)
     t["rows"] = rows
     return t
+
+
+#: a pushed watch pauses while more than this many bytes wait to go to its client
+PUSH_HIGH_WATER = 256 * 1024
+
+
+async def push_events(events: RegistryWatch, transport: asyncio.Transport,
+                      encode: Callable[[list[WatchEvent]], bytes]) -> bool:
+    """Serve a caught-up watch by push: the storage calls back as each write is applied and
+    the events go straight to the connection, one HTTP/1.1 chunk per batch, in the same
+    pass for every watcher of the resource (aiohttp's ``write`` is a coroutine: a task
+    wake-up per event per watcher, which at a thousand watchers was the fan-out's whole
+    cost). Returns False when the stream ended (raises the StatusError it ended with), True
+    when the client fell behind (the caller goes back to writing with back-pressure, and
+    the undelivered events wait in the storage under the slow-watcher rule)."""
+    done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def on_events() -> None:
+        """Everything ready now (a backlog comes in batches), while the client keeps up."""
+        try:
+            while not done.done():
+                if transport.is_closing():
+                    done.set_result(False)
+                elif transport.get_write_buffer_size() > PUSH_HIGH_WATER:
+                    done.set_result(True)
+                elif (batch := events.poll()) is None:
+                    done.set_result(False)
+                elif not batch:
+                    return
+                elif data := encode(batch):
+                    transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        except Exception as exc:  # noqa: BLE001 - called by the storage's fan-out: never into it
+            done.set_exception(exc)
+
+    events.listen(on_events)
+    try:
+        on_events()  # what arrived since the last batch
+        behind = await done
+    finally:
+        events.listen(None)
+    while behind and not transport.is_closing() and transport.get_write_buffer_size() > PUSH_HIGH_WATER // 4:
+        await asyncio.sleep(0.01)  # bounded: a client that stays behind is cut off by the storage
+    return behind and not transport.is_closing()
 
 
 class ResourceHandler:
@@ -366,17 +410,32 @@ class ResourceHandler:
         # omit them (as kube's watchEmbeddedEncoder sets NoHeaders after the first event)
         state = {"rv": 0, "headers": out.conv == "Table"}
 
-        async def pump() -> None:
-            """Write events as they come: one await per event, nothing allocated per event
-            besides its bytes (which the codec serialized once for every watcher)."""
-            async for ev in events:
+        def encode(batch: list[WatchEvent]) -> bytes:
+            """A batch of events as the bytes of a watch stream (bookmarks only if asked)."""
+            parts = []
+            for ev in batch:
                 state["rv"] = max(state["rv"], ev.revision)
                 if ev.type == "BOOKMARK":
                     if bookmarks:
-                        await resp.write(self._bookmark(ev.revision, out, initial_end=True))
+                        parts.append(self._bookmark(ev.revision, out, initial_end=True))
                     continue
-                await resp.write(self._event_bytes(ev, out, request, headers=state["headers"]))
+                parts.append(self._event_bytes(ev, out, request, headers=state["headers"]))
                 state["headers"] = False
+            return b"".join(parts)
+
+        async def pump() -> None:
+            """Write events as they come. The initial events and any backlog go out through
+            aiohttp's writer, which waits for the client to read; once caught up, the watch
+            is pushed (see :func:`push_events`) until the client stops reading."""
+            while (batch := await events.next_batch(until_pushable=True)) is not None:
+                data = encode(batch) if batch else b""
+                if data:
+                    await resp.write(data)
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return  # the client went away
+                if events.pushable and not await push_events(events, transport, encode):
+                    return
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

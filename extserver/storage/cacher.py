@@ -57,10 +57,11 @@ import contextlib
 import logging
 import re
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from .interface import (Backend, Compacted, DelegatingBackend, Event, FutureRevision, KeyValue, RangeResult,
-                        StorageError, Unavailable, WatcherTooSlow, prefix_end)
+                        StorageError, Unavailable, WatchFeed, WatcherTooSlow, prefix_end)
+from .dispatch import Dispatcher
 from .slowwatch import Stall, buffer_size
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class _ResourceCache:
         self.ready = asyncio.Event()
         self.changed = asyncio.Event()
         self.watchers: set[CacheWatch] = set()
+        #: the watchers that take events as they come (see WatchFeed.listen)
+        self.listening: set[CacheWatch] = set()
         self.relists = 0
         self.failure = ""
         self.task = asyncio.get_running_loop().create_task(self._run(start_revision),
@@ -196,6 +199,8 @@ class _ResourceCache:
     def _wake(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
+        if self.listening:
+            self.owner.dispatcher.signal(self.listening)
 
     def snapshot(self, prefix: str) -> RangeResult:
         """Objects under ``prefix`` at :attr:`revision`, ordered by key (no await: consistent)."""
@@ -296,10 +301,11 @@ class _ResourceCache:
         self.task.cancel()
 
 
-class CacheWatch:
-    """One watcher: an async iterator of event batches read from the resource's ring.
+class CacheWatch(WatchFeed):
+    """One watcher: a cursor into the resource's ring (a :class:`WatchFeed`: iterate it, or
+    listen and poll).
 
-    ``progress_revision``: every event up to it (under the watched prefix) has been yielded."""
+    ``progress_revision``: every event up to it (under the watched prefix) has been taken."""
 
     def __init__(self, cache: _ResourceCache, prefix: str, after_revision: int):
         self._cache = cache
@@ -313,8 +319,9 @@ class CacheWatch:
         self.closed = False
         self.stall = Stall(buffer_size(cache.capacity, cache.owner.event_fresh_duration))
 
-    def __aiter__(self) -> CacheWatch:
-        return self
+    @property
+    def started(self) -> bool:
+        return self._next >= 0
 
     @property
     def progress_revision(self) -> int:
@@ -339,28 +346,24 @@ class CacheWatch:
         self._live_from = cache.head
         cache.watchers.add(self)
 
-    async def __anext__(self) -> list[Event]:
-        if self._next < 0 and self.error is None and not self.closed:
-            try:
-                await self._register()
-            except StorageError:
-                self.closed = True
-                raise
+    def poll(self) -> list[Event] | None:
+        if self.error is not None:
+            raise self.error
         cache = self._cache
+        if self.closed or cache.owner.closed:
+            return None
+        if self._next < 0:
+            return []  # not registered yet: wait() registers
         limit = cache.owner.watcher_queue_limit
         while True:
-            if self.error is not None:
-                raise self.error
-            if self.closed or cache.owner.closed:
-                raise StopAsyncIteration
             head = cache.head
             if self._next < cache.tail:
                 self._fail(WatcherTooSlow(head - self._next, len(cache)))
-                continue
+                raise self.error
             behind = head - max(self._next, self._live_from)
             if behind > limit:
                 self._fail(WatcherTooSlow(behind, limit))
-                continue
+                raise self.error
             batch: list[Event] = []
             seq = self._next
             while seq < head and len(batch) < _MAX_BATCH:
@@ -373,7 +376,25 @@ class CacheWatch:
             if batch:
                 self.last_revision = batch[-1].revision
                 return batch
-            await cache.changed.wait()
+            if seq >= head:
+                return []
+
+    async def wait(self) -> None:
+        if self._next < 0 and self.error is None and not self.closed:
+            try:
+                await self._register()
+            except StorageError:
+                self.closed = True
+                raise
+            return
+        await self._cache.changed.wait()
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        super().listen(listener)
+        if listener is None:
+            self._cache.listening.discard(self)
+        else:
+            self._cache.listening.add(self)
 
     def _fail(self, error: StorageError) -> None:
         self.error = error
@@ -381,6 +402,7 @@ class CacheWatch:
 
     async def aclose(self) -> None:
         self.closed = True
+        self.listen(None)
         self._cache.watchers.discard(self)
 
 
@@ -411,6 +433,8 @@ class Cacher(DelegatingBackend):
         #: inner watches opened so far (one per resource, plus one per relist)
         self.inner_watches = 0
         self._caches: dict[str, _ResourceCache] = {}
+        #: the fan-out of every cached resource to its listening watchers
+        self.dispatcher = Dispatcher()
 
     def _cache(self, prefix: str, hint: int = 0) -> _ResourceCache | None:
         rp = resource_prefix(prefix)

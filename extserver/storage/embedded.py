@@ -58,7 +58,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from .interface import (
     prefix_end,
@@ -73,8 +73,10 @@ from .interface import (
     RevisionMismatch,
     StorageError,
     Unavailable,
+    WatchFeed,
     WatcherTooSlow,
 )
+from .dispatch import Dispatcher
 from .slowwatch import MIN_BUFFER, Stall
 
 log = logging.getLogger(__name__)
@@ -394,19 +396,68 @@ class _Compaction:
     future: asyncio.Future[None]
 
 
-@dataclass(slots=True, eq=False)
-class _Watcher:
-    prefix: str
-    after: int
-    batches: collections.deque[list[Event]] = field(default_factory=collections.deque)
-    pending: int = 0
-    error: StorageError | None = None
-    closed: bool = False
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    #: kube's slow-watcher rule (a buffer of kube's smallest watch channel)
-    stall: Stall = field(default_factory=lambda: Stall(MIN_BUFFER))
+class _Watcher(WatchFeed):
+    """One watch of the embedded store: the retained events it replays, then the batches
+    :meth:`EmbeddedBackend._notify` queues for it (``pending`` live events in all)."""
+
+    def __init__(self, backend: EmbeddedBackend, prefix: str, after: int):
+        self.backend = backend
+        self.prefix = prefix
+        self.after = after
+        self.replay: collections.deque[list[Event]] = collections.deque()
+        self.batches: collections.deque[list[Event]] = collections.deque()
+        self.pending = 0
+        self.error: StorageError | None = None
+        self.closed = False
+        self.registered = False
+        self.wakeup = asyncio.Event()
+        #: kube's slow-watcher rule (a buffer of kube's smallest watch channel)
+        self.stall = Stall(MIN_BUFFER)
+
+    @property
+    def started(self) -> bool:
+        return self.registered
+
+    def _register(self) -> None:
+        backend = self.backend
+        idx = backend._index
+        self.registered = True
+        if self.after < idx.compacted:
+            self.closed = True
+            raise Compacted(self.after, idx.compacted)
+        replay = [e for e in idx.events_after(self.after) if e.key.startswith(self.prefix)]
+        self.replay.extend(replay[i:i + _REPLAY_BATCH] for i in range(0, len(replay), _REPLAY_BATCH))
+        self.after = max(self.after, idx.revision)
+        if backend._state == "open" and not self.closed:
+            backend._watchers.add(self)
+        else:
+            self.closed = True
+
+    def poll(self) -> list[Event] | None:
+        if not self.registered:
+            self._register()
+        if self.replay:
+            return self.replay.popleft()
+        if self.error is not None:
+            raise self.error
+        batches = self.batches
+        if batches:  # every batch queued since the last poll, up to the replay batch size
+            batch = batches.popleft()
+            while batches and len(batch) + len(batches[0]) <= _REPLAY_BATCH:
+                batch = batch + batches.popleft()
+            self.pending -= len(batch)
+            return batch
+        return None if self.closed else []
+
+    async def wait(self) -> None:
+        await self.wakeup.wait()
+        self.wakeup.clear()
 
 
+    async def aclose(self) -> None:
+        self.closed = True
+        self._listener = None
+        self.backend._watchers.discard(self)
 
 
 class EmbeddedBackend(Backend):
@@ -446,6 +497,7 @@ class EmbeddedBackend(Backend):
         #: set (and replaced) whenever a batch is applied or the store fails
         self._applied = asyncio.Event()
         self._watchers: set[_Watcher] = set()
+        self._dispatcher = Dispatcher()
         self._compact_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._size_compaction: asyncio.Task[None] | None = None
@@ -492,10 +544,11 @@ class EmbeddedBackend(Backend):
         assert self._writer is not None
         # the writer's last callbacks were scheduled before it exited, so they run first
         await asyncio.to_thread(self._writer.join)
-        for watcher in self._watchers:
-            watcher.closed = True
-            watcher.wakeup.set()
+        watchers = list(self._watchers)
         self._watchers.clear()
+        for watcher in watchers:
+            watcher.closed = True
+        self._wake_watchers(watchers)
         self._state = "closed"
         self._closed.set()
 
@@ -682,11 +735,13 @@ class EmbeddedBackend(Backend):
         for w in writes:
             if self._pending.get(w.key) is w:
                 del self._pending[w.key]
-        self._notify(events)
+        woken = self._notify(events)
         for w in writes:
             if not w.future.done():
                 w.future.set_result(None)
         self._wake_writers()
+        if woken:  # after the writers' tasks, which answer first: the fan-out runs in slices after them
+            self._wake_watchers(woken)
         if (len(idx.events) > self._history_limit + max(1, self._history_limit // 10)
                 and self._state == "open" and self._failure is None
                 and (self._size_compaction is None or self._size_compaction.done())):
@@ -711,41 +766,18 @@ class EmbeddedBackend(Backend):
         applied.set()
 
     # -- watch --------------------------------------------------------------------------
-    async def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
-        """See :meth:`Backend.watch`. Replays the retained events after ``after_revision``
-        (in batches of at most 1000), then yields each committed batch as it is applied;
-        ``after_revision`` beyond the current revision waits for that revision."""
-        idx = self._index
-        if after_revision < idx.compacted:
-            raise Compacted(after_revision, idx.compacted)
-        replay = [e for e in idx.events_after(after_revision) if e.key.startswith(prefix)]
-        watcher = _Watcher(prefix, max(after_revision, idx.revision))
-        if self._state == "open":
-            self._watchers.add(watcher)
-        else:
-            watcher.closed = True
-        try:
-            for i in range(0, len(replay), _REPLAY_BATCH):
-                yield replay[i:i + _REPLAY_BATCH]
-            del replay
-            while True:
-                if watcher.error is not None:
-                    raise watcher.error
-                if watcher.batches:
-                    batch = watcher.batches.popleft()
-                    watcher.pending -= len(batch)
-                    yield batch
-                    continue
-                if watcher.closed:
-                    return
-                await watcher.wakeup.wait()
-                watcher.wakeup.clear()
-        finally:
-            self._watchers.discard(watcher)
+    def watch(self, prefix: str, after_revision: int) -> _Watcher:
+        """See :meth:`Backend.watch` (a :class:`WatchFeed`). Replays the retained events
+        after ``after_revision`` (in batches of at most 1000), then each committed batch as
+        it is applied; ``after_revision`` beyond the current revision waits for that
+        revision. Registers on the first iteration (or poll)."""
+        return _Watcher(self, prefix, after_revision)
 
-    def _notify(self, events: list[Event]) -> None:
+    def _notify(self, events: list[Event]) -> list[_Watcher]:
+        """Queue ``events`` for the watchers they concern; return those to wake."""
         first, last = events[0].revision, events[-1].revision
         now = time.monotonic()
+        woken = []
         for w in list(self._watchers):
             if last <= w.after:
                 continue
@@ -769,7 +801,13 @@ class EmbeddedBackend(Backend):
                     w.pending = 0
                     self._watchers.discard(w)
                     w.stall.close()
+            woken.append(w)
+        return woken
+
+    def _wake_watchers(self, watchers: list[_Watcher]) -> None:
+        for w in watchers:
             w.wakeup.set()
+        self._dispatcher.signal(watchers)
 
     # -- compaction ---------------------------------------------------------------------
     async def compact(self, revision: int) -> None:

@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .interface import Backend, DelegatingBackend, Event, KeyExists, KeyValue, RangeResult, RevisionMismatch, StorageError
+from .interface import (Backend, DelegatingBackend, Event, KeyExists, KeyValue, MappedFeed, RangeResult, RevisionMismatch,
+                        StorageError, WatchFeed)
 
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
@@ -362,8 +363,13 @@ class EncryptingBackend(DelegatingBackend):
             raise RevisionMismatch(key, exc.expected, self._open_opt(exc.current)) from None
         return self._open(prev), rev
 
-    async def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
         events = self.inner.watch(prefix, after_revision)
+        if isinstance(events, WatchFeed):
+            return MappedFeed(events, self._event)
+        return self._watch_batches(events)
+
+    async def _watch_batches(self, events: AsyncIterator[list[Event]]) -> AsyncIterator[list[Event]]:
         try:
             async for batch in events:
                 yield [self._event(ev) for ev in batch]

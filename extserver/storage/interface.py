@@ -16,6 +16,8 @@ Semantics (the same as etcd v3):
 * ``watch`` yields every change to keys under a prefix with revision > ``after_revision``
   in revision order, with no gaps or duplicates; if ``after_revision`` is older than the
   compacted revision it raises :class:`Compacted` (the API turns it into 410 Expired).
+  A backend's watch may be a :class:`WatchFeed`: then its events can also be taken
+  without awaiting, as they arrive (see there).
 * ``compact(rev)`` forgets history older than ``rev``; later reads or watches at a
   revision < rev raise :class:`Compacted`.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Callable, Literal
 
 
 @dataclass(slots=True, frozen=True)
@@ -194,6 +196,87 @@ class WatcherTooSlow(StorageError):
         super().__init__(f"watcher too slow: {pending} undelivered events exceed the limit of {limit}")
         self.pending = pending
         self.limit = limit
+
+
+class WatchFeed(abc.ABC):
+    """A watch whose events can be taken the moment the backend has them.
+
+    Iterating it (``async for batch in feed``) is the ordinary :meth:`Backend.watch`
+    contract. Besides, once :attr:`started` (the first batch was taken, or :meth:`wait`
+    returned), a consumer may :meth:`listen`: the backend then calls the listener on the
+    event loop, synchronously, each time events may be ready, and the listener takes them
+    with :meth:`poll`. A thousand watchers of one resource are then served by one pass over
+    the listeners instead of a thousand task wake-ups (the watch fan-out's cost in Python).
+    A listener that does not poll (its client is not reading) leaves its events in the
+    feed, where the slow-watcher rule (:mod:`.slowwatch`) finds them."""
+
+    _listener: Callable[[], None] | None = None
+
+    @property
+    @abc.abstractmethod
+    def started(self) -> bool:
+        """True once the feed is registered with its backend (poll may return events)."""
+
+    @abc.abstractmethod
+    def poll(self) -> list[Event] | None:
+        """The events ready now, without waiting: a batch, ``[]`` when there are none yet,
+        None once the feed has ended. Raises what iterating would raise."""
+
+    @abc.abstractmethod
+    async def wait(self) -> None:
+        """Until :meth:`poll` may return something other than ``[]``."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop watching."""
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener()`` whenever events may be ready (None: stop)."""
+        self._listener = listener
+
+    def _signal(self) -> None:
+        """For the backend: events may be ready."""
+        listener = self._listener
+        if listener is not None:
+            listener()
+
+    def __aiter__(self) -> WatchFeed:
+        return self
+
+    async def __anext__(self) -> list[Event]:
+        while True:
+            batch = self.poll()
+            if batch is None:
+                raise StopAsyncIteration
+            if batch:
+                return batch
+            await self.wait()
+
+
+class MappedFeed(WatchFeed):
+    """``inner``'s events, each passed through ``fn`` (a wrapper's transformation, as
+    decryption), still a :class:`WatchFeed`."""
+
+    def __init__(self, inner: WatchFeed, fn: Callable[[Event], Event]):
+        self.inner = inner
+        self.fn = fn
+
+    @property
+    def started(self) -> bool:
+        return self.inner.started
+
+    def poll(self) -> list[Event] | None:
+        batch = self.inner.poll()
+        return [self.fn(ev) for ev in batch] if batch else batch
+
+    async def wait(self) -> None:
+        await self.inner.wait()
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        self.inner.listen(listener)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class DelegatingBackend(Backend):
