@@ -196,7 +196,7 @@ def main() -> None:
             spies = []
             if prof_name == f"watch{n}":  # once every watcher is open, for the writes
                 spies.append(lambda: subprocess.Popen(
-                    ["py-spy", "record", *(["--native"] if os.environ.get("PYSPY_NATIVE") else []), "--pid", str(server.pid), "--format", "raw", "--rate", "200", "--duration",
+                    ["py-spy", "record", "--nonblocking", *(["--native"] if os.environ.get("PYSPY_NATIVE") else []), "--pid", str(server.pid), "--format", "raw", "--rate", "200", "--duration",
                      str(max(1, int(args.watch_writes * 0.02))), "--output", prof_file],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             w = uvloop.run(watch_latency(proxy, None, n, args.watch_writes, interval=0.02,  # 50 writes/s

@@ -213,8 +213,16 @@ class Registry:
             raise E.ResourceVersionTooLarge(e.requested, e.current) from None
 
     async def list_hub(self, namespace: str = "") -> list[KubeObject]:
-        """All objects as hub objects (for admission plugins and providers)."""
-        r = await self.backend.range(self.prefix(namespace))
+        """All objects as hub objects (for admission plugins and providers), as a Go
+        plugin's informer lister has them: from the watch cache where there is one (no
+        storage round trip per admitted request) — once it holds every write this server
+        made to the resource — else from the storage."""
+        prefix = self.prefix(namespace)
+        cached = getattr(self.backend, "range_not_older_than", None)
+        if cached is None:
+            r = await self.backend.range(prefix)
+        else:
+            r = await cached(prefix, getattr(self.backend, "written_revision", lambda _p: 0)(prefix))
         return [self.codec.hub(kv) for kv in r.kvs]
 
     # --- writes -------------------------------------------------------------------------

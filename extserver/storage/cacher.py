@@ -433,6 +433,8 @@ class Cacher(DelegatingBackend):
         #: inner watches opened so far (one per resource, plus one per relist)
         self.inner_watches = 0
         self._caches: dict[str, _ResourceCache] = {}
+        #: per resource prefix, the newest revision written through this cacher
+        self._written: dict[str, int] = {}
         #: the fan-out of every cached resource to its listening watchers
         self.dispatcher = Dispatcher()
 
@@ -529,5 +531,33 @@ class Cacher(DelegatingBackend):
         if cache is None:
             return self.inner.watch(prefix, after_revision)
         return CacheWatch(cache, prefix, after_revision)
+
+    # -- writes (delegated; their revisions remembered for read-your-writes) --------------
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        kv = await self.inner.create(key, value)
+        self._wrote(key, kv.mod_revision)
+        return kv
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+        kv = await self.inner.update(key, value, expected_mod_revision)
+        self._wrote(key, kv.mod_revision)
+        return kv
+
+    async def delete(self, key: str, expected_mod_revision: int = 0) -> tuple[KeyValue, int]:
+        prev, rev = await self.inner.delete(key, expected_mod_revision)
+        self._wrote(key, rev)
+        return prev, rev
+
+    def _wrote(self, key: str, revision: int) -> None:
+        rp = resource_prefix(key)
+        if rp is not None and revision > self._written.get(rp, 0):
+            self._written[rp] = revision
+
+    def written_revision(self, prefix: str) -> int:
+        """The newest revision this server wrote under ``prefix``'s resource: a read
+        ``range_not_older_than`` it sees every write this server acknowledged there (the
+        consistency an admission plugin's lister needs from its own server)."""
+        rp = resource_prefix(prefix)
+        return self._written.get(rp, 0) if rp is not None else 0
 
     # -- delegated ----------------------------------------------------------------------

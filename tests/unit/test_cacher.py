@@ -194,6 +194,29 @@ async def test_resource_version_0_lists_are_served_from_memory(cached, res: str)
     assert len(spy.range_calls) == lists_before  # no storage read: from memory
 
 
+async def test_reads_not_older_than_this_servers_writes_see_them(cached, res: str, keyspace: str) -> None:
+    """``written_revision``: what a lister (an admission plugin's) must not be older than to
+    see every write made through this cacher, per resource (another resource's writes do
+    not make it wait)."""
+    cacher, spy = cached
+    other = keyspace.rstrip("/") + "-other/"
+    await cacher.range_not_older_than(res, 0)  # the cache runs
+    for i in range(20):
+        kv = await cacher.create(res + f"ns/k{i}", b"")
+        assert cacher.written_revision(res) == kv.mod_revision
+        got = await cacher.range_not_older_than(res, cacher.written_revision(res))
+        assert kv in got.kvs  # at once: the read waited for the cache to hold the write
+        _, rev = await cacher.delete(res + f"ns/k{i}", kv.mod_revision)
+        got = await cacher.range_not_older_than(res, cacher.written_revision(res))
+        assert cacher.written_revision(res) == rev and all(k.key != kv.key for k in got.kvs)
+    before = len(spy.range_calls)
+    mark = cacher.written_revision(res)
+    await cacher.create(other + "x", b"")  # another resource moves the revision on
+    assert cacher.written_revision(res) == mark
+    await cacher.range_not_older_than(res, cacher.written_revision(res))
+    assert len(spy.range_calls) == before  # served from memory, no read-through
+
+
 async def test_not_older_than_waits_for_the_cache(cached, res: str) -> None:
     cacher, spy = cached
     await cacher.create(res + "a", b"1")

@@ -97,6 +97,44 @@ async def test_keys_are_stored_under_the_prefix(tmp_path: Path) -> None:
         await backend.close()
 
 
+async def test_concurrent_gets_share_one_read_txn_and_each_sees_what_it_should(tmp_path: Path) -> None:
+    """Gets asked in one turn of the event loop are one read-only Txn (one gRPC call), and
+    each answers as its own Range would: its key's newest value (or none), the revision."""
+    backend = await etcd_backend(tmp_path / "etcd")
+    await backend.start()
+    try:
+        kvs = [await backend.create(f"/g/k{i:03d}", b"v%d" % i) for i in range(200)]
+        kvs[7] = await backend.update("/g/k007", b"new", kvs[7].mod_revision)
+        calls = {"range": 0, "txn": 0}
+        real_range, real_txn = backend.client.range, backend.client.read_txn
+
+        def count(name, real):
+            def call(*a, **kw):
+                calls[name] += 1
+                return real(*a, **kw)
+            return call
+
+        backend.client.range, backend.client.read_txn = count("range", real_range), count("txn", real_txn)
+        keys = [f"/g/k{i:03d}" for i in range(200)] + ["/g/missing"]
+        async with asyncio.timeout(BOUND):
+            got = await asyncio.gather(*(backend.get(k) for k in keys))
+        assert calls == {"range": 0, "txn": 2}  # 201 gets: Txns of at most 128
+        current = await backend.current_revision()
+        for kv, (found, rev) in zip(kvs, got):
+            assert found == kv and rev == current
+        assert got[-1] == (None, current)
+        before = dict(calls)
+        async with asyncio.timeout(BOUND):  # alone: a plain Range
+            assert (await backend.get("/g/k001"))[0] == kvs[1]
+        assert calls == {"range": before["range"] + 1, "txn": 2}
+        written = await backend.update("/g/k001", b"later", kvs[1].mod_revision)
+        async with asyncio.timeout(BOUND):  # a write acknowledged before the gets is seen by every one
+            after = await asyncio.gather(*(backend.get("/g/k001") for _ in range(5)))
+        assert all(found == written for found, _ in after)
+    finally:
+        await backend.close()
+
+
 # -- compaction -----------------------------------------------------------------------
 
 async def test_compaction_by_anyone_is_reported_with_etcds_compact_revision(tmp_path: Path) -> None:
