@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import uvloop
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -217,7 +218,7 @@ async def watch_latency(url: str, ctx: ssl.SSLContext | None, watchers: int, wri
     sent_at: dict[str, float] = {}
     readers: list[_WatchReader] = []
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None)) as s:
-        name = f"watched-{watchers}"
+        name = f"watched-{watchers}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
         body = {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder", "metadata": {"name": name}}
         async with s.post(f"{url}{BASE}/namespaces/{NS}-w/flunders", json=body) as r:
             start_rv = (await r.json())["metadata"]["resourceVersion"]
@@ -272,6 +273,26 @@ async def watch_latency(url: str, ctx: ssl.SSLContext | None, watchers: int, wri
             "spread_p50_ms": 1000 * spreads[len(spreads) // 2] if spreads else float("nan")}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid``, its exited children and its live ones (the
+    ``--workers`` processes) so far (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(c)) for c in children)
+
+
+def watch_summary(w: dict) -> str:
+    """One line of a :func:`watch_latency` result."""
+    return (f"watch delivery, {w['watchers']:>5} watchers, {w['write_rate']:.0f} writes/s (50 asked): "
+            f"p50 {w['p50_ms']:.2f} ms, p99 {w['p99_ms']:.2f} ms, max {w['max_ms']:.0f} ms (per write: first "
+            f"watcher {w['first_p50_ms']:.1f} ms, first to last {w['spread_p50_ms']:.1f} ms, p50s), "
+            f"events {w['events']}/{w['expected']}, lost {w['lost']}")
+
+
 def main() -> None:
     from extserver.cli import raise_open_files_limit
     raise_open_files_limit()  # 1,000 watch connections on the client side too
@@ -279,9 +300,11 @@ def main() -> None:
     ap.add_argument("--backend", default="embedded", choices=["embedded", "etcd3"])
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk scenario (max 60)")
     ap.add_argument("--workers", type=int, default=1, help="--workers of the server (etcd3 only)")
-    ap.add_argument("--watch-writes", type=int, default=50)
+    ap.add_argument("--watch-writes", type=int, default=200, help="writes per watch scenario, 50 a second (max 1000)")
+    ap.add_argument("--watchers", default="100,1000", help="comma-separated watcher counts ('' for none)")
     args = ap.parse_args()
     args.duration = max(1, min(args.duration, 60))
+    args.watch_writes = max(1, min(args.watch_writes, 1000))
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     data = Path(tempfile.mkdtemp(prefix="extserver-bench-"))
@@ -296,21 +319,20 @@ def main() -> None:
         ctx = client_ssl(data / "server")
         asyncio.run(seed(url, ctx, 100))
         coll = f"{url}{BASE}/namespaces/{NS}/flunders"
-        results = {
-            "get one object": wrk(f"{coll}/seed-0042", args.duration),
-            "list 100 objects": wrk(coll, args.duration),
-            "list 100 objects, resourceVersion=0": wrk(f"{coll}?resourceVersion=0", args.duration),
-            "create": wrk(coll, args.duration, LUA_CREATE),
-            "merge-patch (100 objects)": wrk(coll, args.duration, LUA_PATCH),
-        }
-        print(f"backend={args.backend} wrk -t2 -c32 -d{args.duration}s over HTTPS (127.0.0.1)")
-        print(f"{'scenario':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-        for k, v in results.items():
-            print(f"{k:40} {v['rps']:9.0f} {v['p50_ms']:8.2f} {v['p99_ms']:8.2f} {v['non2xx']:8d}")
-        for n in (100, 1000):
-            w = asyncio.run(watch_latency(url, ctx, n, args.watch_writes))
-            print(f"watch delivery, {n:>5} watchers: p50 {w['p50_ms']:.2f} ms, p99 {w['p99_ms']:.2f} ms, "
-                  f"events {w['events']}/{w['expected']}, lost {w['lost']}")
+        scenarios = [("get one object", f"{coll}/seed-0042", None), ("list 100 objects", coll, None),
+                     ("list 100 objects, resourceVersion=0", f"{coll}?resourceVersion=0", None),
+                     ("create", coll, LUA_CREATE), ("merge-patch (100 objects)", coll, LUA_PATCH)]
+        print(f"backend={args.backend} wrk -t2 -c32 -d{args.duration}s over HTTPS (127.0.0.1); {os.cpu_count()} cores")
+        print(f"{'scenario':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'server CPU':>11}")
+        for label, target, script in scenarios:
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            v = wrk(target, args.duration, script)
+            cpu = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+            print(f"{label:40} {v['rps']:9.0f} {v['p50_ms']:8.2f} {v['p99_ms']:8.2f} {v['non2xx']:8d} "
+                  f"{100 * cpu:10.0f}%", flush=True)
+        for n in [int(x) for x in args.watchers.split(",") if x.strip()]:
+            w = uvloop.run(watch_latency(url, ctx, n, args.watch_writes, interval=0.02))  # 50 writes/s asked
+            print(watch_summary(w), flush=True)
     finally:
         stop(proc)
         if cluster is not None:

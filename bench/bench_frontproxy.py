@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_api import BASE, LUA_CREATE, LUA_PATCH, NS, seed, stop, watch_latency, wrk  # noqa: E402
+from bench_api import (BASE, LUA_CREATE, LUA_PATCH, NS, cpu_seconds, seed, stop, watch_latency,  # noqa: E402
+                       watch_summary, wrk)
 
 USER, GROUPS = "bench-user", ["bench-group", "system:authenticated"]
 AUDIT_POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
@@ -50,18 +51,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid``, its exited children and its live ones (the
-    ``--workers`` processes) so far (from /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    ticks = sum(int(x) for x in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(c)) for c in children)
 
 
 def haproxy_config(listen: int, server_port: int, ca: Path, client_pem: Path, stats: int) -> str:
@@ -101,7 +90,7 @@ def main() -> None:
     ap.add_argument("--backend", default="embedded", choices=["embedded", "etcd3"])
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk scenario (max 60)")
     ap.add_argument("--no-audit", action="store_true", help="run without the audit log")
-    ap.add_argument("--watch-writes", type=int, default=50)
+    ap.add_argument("--watch-writes", type=int, default=200, help="writes per watch scenario, 50 a second (max 1000)")
     ap.add_argument("--watchers", default="100,1000", help="comma-separated watcher counts ('' for none)")
     ap.add_argument("--scenarios", default="get,list,create,merge-patch",
                     help="comma-separated wrk scenarios to run, by their first word ('' for none)")
@@ -112,6 +101,7 @@ def main() -> None:
                          "(collapsed stacks; py-spy from PyPI)")
     args = ap.parse_args()
     args.duration = max(1, min(args.duration, 60))
+    args.watch_writes = max(1, min(args.watch_writes, 1000))
     for tool in ("wrk", "haproxy"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed: apt-get install -y {tool}")
@@ -196,19 +186,17 @@ def main() -> None:
             spies = []
             if prof_name == f"watch{n}":  # once every watcher is open, for the writes
                 spies.append(lambda: subprocess.Popen(
-                    ["py-spy", "record", "--nonblocking", *(["--native"] if os.environ.get("PYSPY_NATIVE") else []), "--pid", str(server.pid), "--format", "raw", "--rate", "200", "--duration",
-                     str(max(1, int(args.watch_writes * 0.02))), "--output", prof_file],
+                    ["py-spy", "record", "--nonblocking", *(["--native"] if os.environ.get("PYSPY_NATIVE") else []),
+                     "--pid", str(server.pid), "--format", "raw", "--rate", "200",
+                     "--duration", str(max(1, int(args.watch_writes * 0.02))), "--output", prof_file],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             w = uvloop.run(watch_latency(proxy, None, n, args.watch_writes, interval=0.02,  # 50 writes/s
                                          on_ready=spies[0] if spies else None))
             dt = time.monotonic() - t0
             cpu = [100 * (cpu_seconds(server.pid) - c0) / dt, 100 * (cpu_seconds(haproxy.pid) - h0) / dt,
                    100 * (time.process_time() - b0) / dt]
-            print(f"watch delivery, {n:>5} watchers, {w['write_rate']:.0f} writes/s (50 asked): p50 {w['p50_ms']:.2f} ms, "
-                  f"p99 {w['p99_ms']:.2f} ms, max {w['max_ms']:.0f} ms (per write: first watcher {w['first_p50_ms']:.1f} ms, "
-                  f"first to last {w['spread_p50_ms']:.1f} ms, p50s), events {w['events']}/{w['expected']}, "
-                  f"lost {w['lost']}; CPU server {cpu[0]:.0f}% haproxy {cpu[1]:.0f}% bench client {cpu[2]:.0f}% "
-                  f"(whole phase, connecting included)", flush=True)
+            print(f"{watch_summary(w)}; CPU server {cpu[0]:.0f}% haproxy {cpu[1]:.0f}% bench client "
+                  f"{cpu[2]:.0f}% (whole phase, connecting included)", flush=True)
         sars = len(env.standin.access_reviews)
         print(f"SubjectAccessReviews sent to the stand-in during the run: {sars}")
     finally:
