@@ -21,10 +21,11 @@ from ..machinery import errors as E
 from ..machinery import jsonscan
 from ..machinery.meta import KubeObject, now_rfc3339
 from ..machinery.selectors import FieldSelector, LabelSelector
-from ..machinery.validation import go_quote, validate_object_meta, validate_object_meta_update
+from ..machinery.validation import validate_object_meta, validate_object_meta_update
 from ..storage.interface import (Backend, Compacted, FutureRevision, KeyExists, KeyNotFound,
                                  KeyValue, RevisionMismatch)
 from .codec import Codec
+from .resource_version import parse_resource_version
 from .watch import RegistryWatch, WatchEvent  # noqa: F401 - WatchEvent is part of this module's API
 
 _NAME_CHARS = string.ascii_lowercase + string.digits
@@ -455,24 +456,6 @@ class Registry:
 def _spec_of(obj: KubeObject) -> bytes:
     d = obj.model_dump(by_alias=True, exclude_none=True, exclude={"metadata", "status", "api_version", "kind"})
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
-
-
-def parse_resource_version(rv: str) -> int:
-    """apiserver's ``APIObjectVersioner.ParseResourceVersion``: "" and "0" are 0, anything
-    else must be what Go's ``strconv.ParseUint(rv, 10, 64)`` accepts (ASCII digits only,
-    no sign or space, at most 2^64-1); 400 with kube's message otherwise."""
-    if rv in ("", "0"):
-        return 0
-    if rv.isascii() and rv.isdigit():
-        n = int(rv)
-        if n < 1 << 64:
-            return n
-        problem = "value out of range"
-    else:
-        problem = "invalid syntax"
-    q = go_quote(rv)
-    raise E.BadRequest(f"invalid resource version: resourceVersion: Invalid value: {q}: "
-                       f"strconv.ParseUint: parsing {q}: {problem}")
 
 
 def encode_continue(rev: int, start: str) -> str:

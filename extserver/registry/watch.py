@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from ..machinery import errors as E
 from ..storage.interface import Compacted, Event, KeyValue, Unavailable, WatcherTooSlow, WatchFeed
+from .resource_version import parse_resource_version
 
 if TYPE_CHECKING:
     from .store import ListOptions, Registry
@@ -64,12 +65,12 @@ class RegistryWatch:
         initial: list[WatchEvent] = []
         if self._send_initial or rv in ("", "0"):
             if rv not in ("", "0") and self._send_initial:
-                await reg._check_not_future(parse_rv(rv))
+                await reg._check_not_future(parse_resource_version(rv))
             r = await reg.backend.range(prefix)
             start = r.revision
             initial = [WatchEvent("ADDED", kv, kv.mod_revision) for kv in r.kvs if reg.matches(kv, opts)]
         else:
-            start = parse_rv(rv)
+            start = parse_resource_version(rv)
             await reg._check_not_future(start)
         if self._send_initial:
             initial.append(WatchEvent("BOOKMARK", None, start))
@@ -189,8 +190,3 @@ def translate(reg: Registry, ev: Event, opts: ListOptions, selecting: bool) -> W
         # leaving the selection: a DELETED carrying the new state, as kube's cacher does
         return WatchEvent("DELETED", ev.kv, ev.revision)
     return None
-
-
-def parse_rv(rv: str) -> int:
-    from .store import parse_resource_version
-    return parse_resource_version(rv)
