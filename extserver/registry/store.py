@@ -219,11 +219,8 @@ class Registry:
         storage round trip per admitted request) — once it holds every write this server
         made to the resource — else from the storage."""
         prefix = self.prefix(namespace)
-        cached = getattr(self.backend, "range_not_older_than", None)
-        if cached is None:
-            r = await self.backend.range(prefix)
-        else:
-            r = await cached(prefix, getattr(self.backend, "written_revision", lambda _p: 0)(prefix))
+        lister = getattr(self.backend, "range_with_own_writes", None)
+        r = await (lister(prefix) if lister is not None else self.backend.range(prefix))
         return [self.codec.hub(kv) for kv in r.kvs]
 
     # --- writes -------------------------------------------------------------------------

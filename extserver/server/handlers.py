@@ -24,7 +24,8 @@ from ..machinery.schema_validation import SchemaValidator
 from ..machinery.selectors import FieldSelector, LabelSelector
 from ..machinery.validation import go_quote, validate_path_segment_name
 from ..registry import fieldmanager
-from ..registry.store import DeleteOptions, ListOptions, Registry, parse_resource_version
+from ..registry.resource_version import parse_resource_version
+from ..registry.store import DeleteOptions, ListOptions, Registry
 from ..registry.watch import RegistryWatch, WatchEvent
 from ..storage.interface import KeyValue, StorageError
 from ..storage.slowwatch import WATCH_CLOSER
@@ -428,7 +429,7 @@ class ResourceHandler:
             aiohttp's writer, which waits for the client to read; once caught up, the watch
             is pushed (see :func:`push_events`) until the client stops reading."""
             while (batch := await events.next_batch(until_pushable=True)) is not None:
-                data = encode(batch) if batch else b""
+                data = encode(batch)
                 if data:
                     await resp.write(data)
                 transport = request.transport

@@ -560,4 +560,9 @@ class Cacher(DelegatingBackend):
         rp = resource_prefix(prefix)
         return self._written.get(rp, 0) if rp is not None else 0
 
+    async def range_with_own_writes(self, prefix: str) -> RangeResult:
+        """Every key under ``prefix`` as a Go informer's lister has them, from memory, once
+        the cache holds every write this server made there (:meth:`written_revision`)."""
+        return await self.range_not_older_than(prefix, self.written_revision(prefix))
+
     # -- delegated ----------------------------------------------------------------------

@@ -453,7 +453,6 @@ class _Watcher(WatchFeed):
         await self.wakeup.wait()
         self.wakeup.clear()
 
-
     async def aclose(self) -> None:
         self.closed = True
         self._listener = None

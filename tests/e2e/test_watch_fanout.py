@@ -121,3 +121,16 @@ def test_a_long_replay_arrives_whole_with_no_write_after_it(server, ns):
     assert sorted(names) == [f"h{i:04d}" for i in range(n)]
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert rvs == sorted(set(rvs))
+
+
+def test_a_watch_with_an_unsupported_field_selector_is_refused_before_it_streams(server, ns):
+    """As kube's watch handler: the selector is checked before the response starts, so the
+    client gets a 400 Status (the same as the list's), not a 200 stream with an ERROR."""
+    api = API(server)
+    path = f"{FL_B}/namespaces/{ns}/flunders"
+    listed = api.get(path, params={"fieldSelector": "spec.bogus=x"})
+    watched = api.get(path, params={"watch": "1", "fieldSelector": "spec.bogus=x"})
+    assert listed.status_code == watched.status_code == 400
+    assert watched.json()["reason"] == "BadRequest"
+    assert watched.json()["message"] == listed.json()["message"]
+    assert "spec.bogus" in watched.json()["message"]
